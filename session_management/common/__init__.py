@@ -1,0 +1,36 @@
+"""Shared helpers for the lessons: settings, databases, schema, models and narration.
+
+Lessons import from here so that each ``main.py`` shows only what it teaches.
+"""
+
+from .console import agent_says, heading, item_line, lesson_parser, note, run_lesson, show_items, step, user_says
+from .databases import check_connection, create_engine, open_database
+from .errors import CourseError
+from .models import choose_model, lesson_model
+from .offline_model import OfflineModel
+from .schema import create_session_tables, session_tables
+from .settings import load_env, redact, resolve_database_url
+
+__all__ = [
+    "CourseError",
+    "OfflineModel",
+    "agent_says",
+    "check_connection",
+    "choose_model",
+    "create_engine",
+    "create_session_tables",
+    "heading",
+    "item_line",
+    "lesson_model",
+    "lesson_parser",
+    "load_env",
+    "note",
+    "open_database",
+    "redact",
+    "resolve_database_url",
+    "run_lesson",
+    "session_tables",
+    "show_items",
+    "step",
+    "user_says",
+]

@@ -1,0 +1,77 @@
+"""Narration for lessons: headings, transcripts, and a friendly exit for expected mistakes."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import sys
+from collections.abc import Callable, Coroutine
+from typing import Any
+
+from .errors import CourseError
+
+WIDTH = 78
+
+
+def heading(title: str) -> None:
+    print(f"\n{'=' * WIDTH}\n{title}\n{'=' * WIDTH}", flush=True)
+
+
+def step(title: str) -> None:
+    print(f"\n--- {title} ---", flush=True)
+
+
+def note(text: str) -> None:
+    print(f"    {text}", flush=True)
+
+
+def user_says(text: str) -> None:
+    print(f"  user : {text}", flush=True)
+
+
+def agent_says(text: object) -> None:
+    print(f"  agent: {text}", flush=True)
+
+
+def item_line(item: Any) -> str:
+    """One readable line for a stored session item (a message, a tool call or a tool result)."""
+    if not isinstance(item, dict):
+        return repr(item)
+    kind = item.get("type")
+    if kind == "function_call":
+        return f"[tool call] {item.get('name')}({item.get('arguments')})"
+    if kind == "function_call_output":
+        return f"[tool result] {item.get('output')}"
+    content = item.get("content")
+    if isinstance(content, list):
+        content = " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return f"{item.get('role', kind)}: {content}"
+
+
+def show_items(items: list[Any], indent: str = "    ") -> None:
+    if not items:
+        print(f"{indent}(empty)")
+    for number, item in enumerate(items, start=1):
+        print(f"{indent}{number}. {item_line(item)}")
+
+
+def lesson_parser(description: str, *, database: bool = True) -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(description=description)
+    if database:
+        parser.add_argument(
+            "--database",
+            default=None,
+            help="sqlite | postgres | mysql | a SQLAlchemy async URL (default: DATABASE_URL, else sqlite)",
+        )
+    return parser
+
+
+def run_lesson(main: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
+    """``asyncio.run(main(*args))``, printing expected mistakes as one clear message (exit status 2)."""
+    try:
+        asyncio.run(main(*args))
+    except CourseError as error:
+        print(f"error: {error}", file=sys.stderr)
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        raise SystemExit(130) from None

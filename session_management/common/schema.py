@@ -1,0 +1,114 @@
+"""The SDK's session tables, created correctly on SQLite, PostgreSQL *and* MySQL/MariaDB.
+
+``SQLAlchemySession(create_tables=True)`` builds its tables from ``String`` columns without a length, which
+MySQL cannot compile (``VARCHAR requires a length on dialect mysql``; openai-agents-python issue 4740), and
+stores each item in a ``TEXT`` column, which on MySQL holds at most 64 KB. :func:`session_tables` describes the
+same tables, with the same names, columns and index, so ``SQLAlchemySession(create_tables=False)`` works on
+them everywhere, with three MySQL-specific choices:
+
+* ``VARCHAR(255)`` keys, so the tables can be created at all;
+* ``LONGTEXT`` messages, so an item may be as large as the server's ``max_allowed_packet``;
+* ``utf8mb4`` with a *binary, no-pad* collation on the session id columns: under MySQL's default
+  case-insensitive collation, ``"Alice"`` and ``"alice"`` would be one session (one user reading another's
+  history), and under a PAD SPACE collation so would ``"alice"`` and ``"alice "``.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import (
+    TIMESTAMP,
+    Column,
+    Connection,
+    ForeignKey,
+    Index,
+    Integer,
+    MetaData,
+    String,
+    Table,
+    Text,
+)
+from sqlalchemy import text as sql_text
+from sqlalchemy.dialects.mysql import LONGTEXT
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+SESSIONS_TABLE = "agent_sessions"
+MESSAGES_TABLE = "agent_messages"
+SESSION_ID_LENGTH = 255
+
+
+def mysql_session_id_collation(connection: Connection) -> str:
+    """A binary, NO PAD utf8mb4 collation the connected server has."""
+    dialect = connection.dialect
+    version = dialect.server_version_info or ()
+    if getattr(dialect, "is_mariadb", False):
+        return "utf8mb4_nopad_bin"  # MariaDB >= 10.2
+    if version >= (8, 0, 17):
+        return "utf8mb4_0900_bin"  # MySQL 8's NO PAD binary collation
+    return "utf8mb4_bin"  # older MySQL: binary, but trailing spaces compare equal
+
+
+def session_tables(
+    metadata: MetaData,
+    *,
+    sessions_table: str = SESSIONS_TABLE,
+    messages_table: str = MESSAGES_TABLE,
+    session_id_collation: str | None = None,
+) -> tuple[Table, Table]:
+    """Define the SDK's two tables on *metadata* (names, columns and index as ``SQLAlchemySession``'s)."""
+
+    def session_id_type() -> String:
+        base = String(SESSION_ID_LENGTH)
+        if session_id_collation is None:
+            return base
+        return base.with_variant(String(SESSION_ID_LENGTH, collation=session_id_collation), "mysql", "mariadb")
+
+    mysql_options = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+    sessions = Table(
+        sessions_table,
+        metadata,
+        Column("session_id", session_id_type(), primary_key=True),
+        Column("created_at", TIMESTAMP(timezone=False), server_default=sql_text("CURRENT_TIMESTAMP"),
+               nullable=False),
+        Column("updated_at", TIMESTAMP(timezone=False), server_default=sql_text("CURRENT_TIMESTAMP"),
+               nullable=False),
+        **mysql_options,
+    )
+    messages = Table(
+        messages_table,
+        metadata,
+        Column("id", Integer, primary_key=True, autoincrement=True),
+        Column("session_id", session_id_type(),
+               ForeignKey(f"{sessions_table}.session_id", ondelete="CASCADE"), nullable=False),
+        Column("message_data", Text().with_variant(LONGTEXT(), "mysql", "mariadb"), nullable=False),
+        Column("created_at", TIMESTAMP(timezone=False), server_default=sql_text("CURRENT_TIMESTAMP"),
+               nullable=False),
+        Index(f"idx_{messages_table}_session_time", "session_id", "created_at"),
+        sqlite_autoincrement=True,
+        **mysql_options,
+    )
+    return sessions, messages
+
+
+async def create_session_tables(
+    engine: AsyncEngine,
+    *,
+    sessions_table: str = SESSIONS_TABLE,
+    messages_table: str = MESSAGES_TABLE,
+) -> None:
+    """Create the SDK's session tables if they are missing (existing tables are left as they are)."""
+
+    def create(connection: Connection) -> None:
+        collation = None
+        if connection.dialect.name in ("mysql", "mariadb"):
+            collation = mysql_session_id_collation(connection)
+        metadata = MetaData()
+        session_tables(
+            metadata,
+            sessions_table=sessions_table,
+            messages_table=messages_table,
+            session_id_collation=collation,
+        )
+        metadata.create_all(connection, checkfirst=True)
+
+    async with engine.begin() as connection:
+        await connection.run_sync(create)

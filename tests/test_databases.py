@@ -1,0 +1,108 @@
+"""Every friendly database error, really triggered: a closed port, a missing driver, bad credentials."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+import sys
+
+import pytest
+from sqlalchemy.engine import make_url
+
+from session_management.common import CourseError, check_connection, create_engine, open_database
+from tests.conftest import PYTHON, REPO_ROOT
+
+
+def closed_port() -> int:
+    """A loopback port nobody listens on (bound, then released)."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("url", "service"),
+    [
+        ("postgresql+asyncpg://course:course@127.0.0.1:{port}/sessions", "docker compose up -d postgres"),
+        ("mysql+aiomysql://course:course@127.0.0.1:{port}/sessions", "docker compose up -d mysql"),
+    ],
+)
+async def test_server_not_running_says_how_to_start_it(url: str, service: str) -> None:
+    engine = create_engine(url.format(port=closed_port()))
+    try:
+        with pytest.raises(CourseError) as raised:
+            await check_connection(engine, timeout=5)
+    finally:
+        await engine.dispose()
+    message = str(raised.value)
+    assert "Cannot reach the database server" in message
+    assert service in message
+    assert "course:course" not in message
+
+
+@pytest.mark.parametrize(("module", "url"), [
+    ("asyncpg", "postgresql+asyncpg://u:p@127.0.0.1/d"),
+    ("aiomysql", "mysql+aiomysql://u:p@127.0.0.1/d"),
+    ("aiosqlite", "sqlite+aiosqlite:///:memory:"),
+])
+def test_missing_driver_names_the_package(monkeypatch: pytest.MonkeyPatch, module: str, url: str) -> None:
+    monkeypatch.setitem(sys.modules, module, None)  # makes `import module` raise ImportError
+    with pytest.raises(CourseError) as raised:
+        create_engine(url)
+    assert f"uv add {module}" in str(raised.value)
+
+
+def test_lesson_cli_prints_one_message_not_a_traceback(lesson_env: dict[str, str]) -> None:
+    url = f"postgresql+asyncpg://course:course@127.0.0.1:{closed_port()}/sessions"
+    done = subprocess.run(
+        [PYTHON, "-m", "session_management", "chat", "--database", url],
+        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert done.stderr.startswith("error: Cannot reach the database server")
+    assert "docker compose up -d postgres" in done.stderr
+
+
+def test_sync_url_on_the_command_line_is_explained(lesson_env: dict[str, str]) -> None:
+    done = subprocess.run(
+        [PYTHON, "-m", "session_management", "chat", "--database", "mysql://u:p@127.0.0.1/d"],
+        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    assert "Traceback" not in done.stderr
+    assert "mysql+aiomysql://" in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_wrong_password_and_unknown_database(database_url: str) -> None:
+    wrong_password = make_url(database_url).set(password="not-the-password")
+    engine = create_engine(wrong_password.render_as_string(hide_password=False))
+    try:
+        with pytest.raises(CourseError, match="refused the user name or password"):
+            await check_connection(engine, timeout=10)
+    finally:
+        await engine.dispose()
+
+    unknown = make_url(database_url).set(database="no_such_database_here")
+    engine = create_engine(unknown.render_as_string(hide_password=False))
+    try:
+        with pytest.raises(CourseError, match="does not exist"):
+            await check_connection(engine, timeout=10)
+    finally:
+        await engine.dispose()
+
+
+async def test_open_database_creates_tables_and_disposes(database_url: str) -> None:
+    async with open_database(database_url) as engine:
+        async with engine.connect() as connection:
+            names = await connection.run_sync(lambda c: set(c.dialect.get_table_names(c)))
+        assert {"agent_sessions", "agent_messages"} <= names
+    # disposed: the pool holds no connections any more
+    assert engine.pool.checkedout() == 0
+
+
+def test_sqlite_file_folder_is_created(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    target = tmp_path / "nested" / "deeper" / "s.db"
+    create_engine(f"sqlite+aiosqlite:///{target}")
+    assert target.parent.is_dir()
