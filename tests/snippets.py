@@ -1,0 +1,111 @@
+"""Extract and run the Python code blocks of the course's READMEs, so the docs cannot rot.
+
+The convention (documented for contributors in the top-level README):
+
+* Every fenced ```` ```python ```` block in ``README.md`` and ``session_management/*/README.md`` is a test.
+* By default a block is **run**, as a standalone script, in a temporary working directory, with the offline
+  model standing in for the SDK's default model (an ``Agent`` created without ``model=`` answers offline) and
+  ``DATABASE_URL`` set to an empty SQLite file. Top-level ``await`` is allowed, as in a notebook or
+  ``python -m asyncio``; so is ``asyncio.run(main())``.
+* An HTML comment on the line right before the fence changes that:
+  - ``<!-- snippet: backends -->``: run once per backend (SQLite, PostgreSQL, MySQL), with ``DATABASE_URL``
+    set to that backend's empty test database. The block reads ``os.environ["DATABASE_URL"]``.
+  - ``<!-- snippet: continue -->``: run in the namespace the previous block of the same README left behind
+    (a README that builds one example up in steps).
+  - ``<!-- snippet: compile -->``: only compiled, and its imports executed, because it needs something a test
+    cannot have (a real API key, a server at a placeholder address, a web framework's runtime). Use sparingly.
+"""
+
+from __future__ import annotations
+
+import ast
+import asyncio
+import re
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+_FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w+-]*)\s*$")
+_MARKER = re.compile(r"<!--\s*snippet:\s*(?P<mode>[\w-]+)\s*-->")
+MODES = ("run", "backends", "continue", "compile")
+
+
+@dataclass(frozen=True)
+class Snippet:
+    readme: Path
+    line: int  # 1-based line of the opening fence
+    mode: str
+    code: str
+
+    @property
+    def id(self) -> str:
+        readme = self.readme.relative_to(REPO_ROOT) if self.readme.is_relative_to(REPO_ROOT) else self.readme
+        return f"{readme}:{self.line}"
+
+
+def readmes() -> list[Path]:
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "session_management").glob("*/README.md"))]
+
+
+def extract(readme: Path) -> list[Snippet]:
+    lines = readme.read_text(encoding="utf-8").splitlines()
+    snippets: list[Snippet] = []
+    index = 0
+    while index < len(lines):
+        fence = _FENCE.match(lines[index])
+        if not fence:
+            index += 1
+            continue
+        start, lang, indent = index, fence.group("lang").lower(), fence.group("indent")
+        index += 1
+        body: list[str] = []
+        while index < len(lines) and lines[index].strip() != "```":
+            body.append(lines[index][len(indent):] if lines[index].startswith(indent) else lines[index])
+            index += 1
+        index += 1
+        if lang not in ("python", "py"):
+            continue
+        previous = lines[start - 1] if start > 0 else ""
+        marker = _MARKER.search(previous)
+        mode = marker.group("mode") if marker else "run"
+        if mode not in MODES:
+            raise ValueError(f"{readme}:{start}: unknown snippet mode {mode!r}; use one of {MODES}")
+        snippets.append(Snippet(readme, start + 1, mode, "\n".join(body) + "\n"))
+    return snippets
+
+
+def all_snippets() -> list[Snippet]:
+    return [snippet for readme in readmes() for snippet in extract(readme)]
+
+
+def compile_snippet(snippet: Snippet) -> Any:
+    return compile(snippet.code, snippet.id, "exec", flags=ast.PyCF_ALLOW_TOP_LEVEL_AWAIT)
+
+
+def import_statements(snippet: Snippet) -> str:
+    tree = ast.parse(snippet.code)
+    imports = [node for node in ast.walk(tree) if isinstance(node, ast.Import | ast.ImportFrom)]
+    return "\n".join(ast.unparse(node) for node in imports) + "\n"
+
+
+def run_in_fresh_thread(code: Any, namespace: dict[str, Any]) -> None:
+    """Execute *code* in a thread with no running event loop, awaiting it if it uses top-level await."""
+    failure: list[BaseException] = []
+
+    def target() -> None:
+        try:
+            result = eval(code, namespace)  # noqa: S307 - executing our own documentation is the point
+            if asyncio.iscoroutine(result):
+                asyncio.run(result)
+        except BaseException as error:  # noqa: BLE001 - re-raised in the test's thread
+            failure.append(error)
+
+    thread = threading.Thread(target=target, name="readme-snippet")
+    thread.start()
+    thread.join(timeout=240)
+    if thread.is_alive():
+        raise TimeoutError("the snippet did not finish within 240 s")
+    if failure:
+        raise failure[0]

@@ -1,0 +1,84 @@
+"""Every Python block of every README, executed (see tests/snippets.py for the convention)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents.models.multi_provider import MultiProvider
+
+from session_management.common import OfflineModel
+from tests.snippets import Snippet, all_snippets, compile_snippet, import_statements, run_in_fresh_thread
+
+SNIPPETS = all_snippets()
+_namespaces: dict[Path, dict[str, Any]] = {}
+
+
+@pytest.fixture
+def offline_default_model(monkeypatch: pytest.MonkeyPatch) -> None:
+    """An Agent created without ``model=`` gets the offline model instead of calling OpenAI."""
+    monkeypatch.setattr(MultiProvider, "get_model", lambda self, name: OfflineModel())
+    monkeypatch.setenv("OPENAI_API_KEY", "")
+
+
+def test_the_readmes_have_snippets() -> None:
+    assert len(SNIPPETS) >= 1
+
+
+def test_snippet_modes_are_known_and_continue_has_a_predecessor() -> None:
+    seen: set[Path] = set()
+    for snippet in SNIPPETS:
+        if snippet.mode == "continue":
+            assert snippet.readme in seen, f"{snippet.id}: 'continue' needs an earlier block in the README"
+        seen.add(snippet.readme)
+
+
+def run_snippet(snippet: Snippet, database_url: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.chdir(workdir)
+    monkeypatch.setenv("DATABASE_URL", database_url)
+    code = compile_snippet(snippet)
+    if snippet.mode == "compile":
+        run_in_fresh_thread(compile(import_statements(snippet), snippet.id, "exec"), {"__name__": "snippet"})
+        return
+    if snippet.mode == "continue":
+        namespace = _namespaces[snippet.readme]
+    else:
+        namespace = {"__name__": "__main__"}
+        _namespaces[snippet.readme] = namespace
+    run_in_fresh_thread(code, namespace)
+
+
+@pytest.mark.parametrize("snippet", [s for s in SNIPPETS if s.mode != "backends"], ids=lambda s: s.id)
+def test_snippet(
+    snippet: Snippet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, offline_default_model: None
+) -> None:
+    run_snippet(snippet, f"sqlite+aiosqlite:///{tmp_path / 'snippet.db'}", tmp_path, monkeypatch)
+
+
+@pytest.mark.parametrize("snippet", [s for s in SNIPPETS if s.mode == "backends"], ids=lambda s: s.id)
+def test_snippet_on_every_backend(
+    snippet: Snippet, database_url: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+    offline_default_model: None,
+) -> None:
+    run_snippet(snippet, database_url, tmp_path, monkeypatch)
+
+
+def test_the_harness_really_runs_blocks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                        offline_default_model: None) -> None:
+    """A failing block fails; an agent without model= answers offline; top-level await works."""
+    readme = tmp_path / "README.md"
+    failing = Snippet(readme, 1, "run", "assert 1 == 2, 'a README block that is wrong'\n")
+    with pytest.raises(AssertionError, match="a README block that is wrong"):
+        run_snippet(failing, "sqlite+aiosqlite:///:memory:", tmp_path, monkeypatch)
+    code = (
+        "from agents import Agent, Runner, SQLiteSession\n"
+        "agent = Agent(name='A')\n"
+        "session = SQLiteSession('s')\n"
+        "await Runner.run(agent, 'My name is Ada', session=session)\n"
+        "result = await Runner.run(agent, 'What is my name?', session=session)\n"
+        "assert result.final_output == 'Your name is Ada.', result.final_output\n"
+    )
+    run_snippet(Snippet(readme, 2, "run", code), "sqlite+aiosqlite:///:memory:", tmp_path, monkeypatch)
+    assert os.environ["OPENAI_API_KEY"] == ""
