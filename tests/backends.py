@@ -35,8 +35,11 @@ def require_all_backends() -> bool:
 
 
 def test_database_url(server_url: str) -> str:
+    """``<database>_test`` on the same server (``_test_<suffix>`` with TEST_DATABASE_SUFFIX, for parallel runs)."""
     parsed = make_url(server_url)
-    return parsed.set(database=f"{parsed.database}_test").render_as_string(hide_password=False)
+    suffix = os.environ.get("TEST_DATABASE_SUFFIX", "").strip()
+    name = f"{parsed.database}_test" + (f"_{suffix}" if suffix else "")
+    return parsed.set(database=name).render_as_string(hide_password=False)
 
 
 async def _create_test_database(server_url: str, test_url: str) -> None:
