@@ -103,6 +103,11 @@ def explain_connection_error(url: str, error: BaseException) -> CourseError:
     lowered = detail.lower()
     if isinstance(error, TimeoutError) or isinstance(original, TimeoutError):
         return CourseError(f"Timed out connecting to {where}.", _start_hint(backend))
+    if "access denied" in lowered and "to database" in lowered:  # MySQL 1044: no such database, or no grant
+        return CourseError(
+            f"The user in {where} cannot open that database: it does not exist, or the user has no rights on it.",
+            f"create it (CREATE DATABASE {parsed.database}) and grant the user access, or fix the name in the URL",
+        )
     if any(s in lowered for s in ("password authentication failed", "access denied", "invalidpassword")):
         return CourseError(
             f"The server at {where} refused the user name or password.",
