@@ -1,0 +1,141 @@
+"""Lesson 03: AdvancedSQLiteSession, usage analytics, structured queries and conversation branches.
+
+    uv run python -m session_management.03_advanced_sqlite_session.main [--data-dir DIR]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+from itertools import zip_longest
+from pathlib import Path
+
+from agents import Agent, Runner, function_tool
+from agents.extensions.memory import AdvancedSQLiteSession
+
+from session_management.common import (
+    agent_says,
+    choose_model,
+    heading,
+    item_line,
+    lesson_parser,
+    note,
+    run_lesson,
+    step,
+    user_says,
+)
+from session_management.common.settings import DATA_DIR
+
+SESSION_ID = "lesson03-ada"
+
+
+@function_tool
+def get_weather(city: str) -> str:
+    """Today's weather for a city (a fixed answer: this lesson is about sessions, not weather)."""
+    return f"Sunny and 21 C in {city}."
+
+
+async def ask(agent: Agent, text: str, session: AdvancedSQLiteSession) -> str:
+    user_says(text)
+    result = await Runner.run(agent, text, session=session)
+    await session.store_run_usage(result)  # right after every run, or the turn's usage is never recorded
+    agent_says(result.final_output)
+    return str(result.final_output)
+
+
+async def side_by_side(session: AdvancedSQLiteSession, left: str, right: str) -> None:
+    """Print two branches' histories next to each other."""
+    width = 52
+    columns = []
+    for branch in (left, right):
+        await session.switch_to_branch(branch)
+        columns.append([item_line(item)[: width - 2] for item in await session.get_items()])
+    print(f"    {left:<{width}}| {right}")
+    print(f"    {'-' * width}+{'-' * width}")
+    for a, b in zip_longest(*columns, fillvalue=""):
+        print(f"    {a:<{width}}| {b}")
+
+
+async def main(args: argparse.Namespace) -> None:
+    choice = choose_model()
+    heading("Lesson 03: AdvancedSQLiteSession")
+    print(f"model: {choice.description}")
+    agent = Agent(name="Assistant", instructions="Reply very concisely. Use tools when they help.",
+                  model=choice.model, tools=[get_weather])
+
+    step("1. In memory: the same constructor without db_path")
+    scratch = AdvancedSQLiteSession(session_id="scratch", create_tables=True)  # keyword-only arguments
+    await ask(agent, "My name is Grace.", scratch)
+    note(f"{len(await scratch.get_items())} items, gone when the object is closed")
+    scratch.close()
+
+    folder = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="lesson03-"))
+    folder.mkdir(parents=True, exist_ok=True)
+    db_file = folder / "advanced.db"
+    db_file.unlink(missing_ok=True)  # every run starts from the same clean file
+    session = AdvancedSQLiteSession(session_id=SESSION_ID, db_path=db_file, create_tables=True)
+
+    step(f"2. A conversation with a tool call, stored in {db_file.name}; store_run_usage after each run")
+    await ask(agent, "My name is Ada and I live in Lisbon.", session)
+    await ask(agent, "What's the weather in Lisbon?", session)
+    await ask(agent, "What is my favourite colour?", session)
+
+    step("3. Usage analytics")
+    usage = await session.get_session_usage()
+    note(f"get_session_usage(): {usage}")
+    note("get_turn_usage(), one row per turn:")
+    note(f"{'turn':>4} {'requests':>8} {'input':>7} {'output':>7} {'total':>7}")
+    for turn in await session.get_turn_usage():  # type: ignore[union-attr]
+        note(f"{turn['user_turn_number']:>4} {turn['requests']:>8} {turn['input_tokens']:>7} "
+             f"{turn['output_tokens']:>7} {turn['total_tokens']:>7}")
+    note(f"get_tool_usage(): {await session.get_tool_usage()}  (tool, calls, turn)")
+
+    step("4. Structured queries")
+    for turn in await session.get_conversation_turns():
+        note(f"turn {turn['turn']}: {turn['content']}")
+    found = await session.find_turns_by_content("weather")
+    note(f"find_turns_by_content('weather') -> turns {[turn['turn'] for turn in found]}")
+    by_turn = await session.get_conversation_by_turns()
+    note("get_conversation_by_turns(), the item types of each turn:")
+    for number, items in by_turn.items():
+        note(f"turn {number}: " + ", ".join(
+            item["type"] + (f"({item['tool_name']})" if item["tool_name"] else "") for item in items))
+
+    step("5. Branching: re-ask turn 3 differently, without losing the original")
+    branch = await session.create_branch_from_turn(3, "rephrased")
+    note(f"create_branch_from_turn(3) -> {branch!r}; the branch holds the history before turn 3 "
+         f"({len(await session.get_items())} items) and is now current")
+    await ask(agent, "My favorite color is teal.", session)
+    await ask(agent, "What do you know about me?", session)
+    await side_by_side(session, "main", "rephrased")
+
+    step("6. Switching, branching by content, deleting")
+    await session.switch_to_branch("main")
+    await ask(agent, "What is my name?", session)  # main goes on where it was
+    weather = await session.create_branch_from_content("weather", "weather-elsewhere")
+    note(f"create_branch_from_content('weather') -> {weather!r}, starting before the first matching turn")
+    await ask(agent, "What's the weather in Porto?", session)
+    note(f"tool usage on {weather!r}: {await session.get_tool_usage()}")
+    for info in await session.list_branches():
+        note(f"branch {info['branch_id']:<18} messages={info['message_count']:<3} turns={info['user_turns']} "
+             f"current={info['is_current']}")
+    await session.switch_to_branch("main")
+    await session.delete_branch("weather-elsewhere")
+    note(f"after delete_branch: {[b['branch_id'] for b in await session.list_branches()]}")
+    for branch_id in ("main", "rephrased"):
+        note(f"usage on {branch_id!r}: {await session.get_session_usage(branch_id=branch_id)}")
+    session.close()
+
+    step("7. The file keeps everything: a new object on the same file and id")
+    reopened = AdvancedSQLiteSession(session_id=SESSION_ID, db_path=db_file)
+    branches = [b["branch_id"] for b in await reopened.list_branches()]
+    note(f"branches: {branches}; main holds {len(await reopened.get_items())} items; "
+         f"usage: {await reopened.get_session_usage()}")
+    reopened.close()
+
+
+if __name__ == "__main__":
+    parser = lesson_parser("Lesson 03: AdvancedSQLiteSession", database=False)
+    parser.add_argument("--data-dir", default=str(DATA_DIR / "lesson03"),
+                        help="folder for the session file (default: .data/lesson03)")
+    run_lesson(main, parser.parse_args())
