@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
-_CALL = re.compile(r"\b(?:session|reopened|scratch|encrypted|underlying)\.([a-z_][a-z0-9_]*)\s*\(")
+_RECEIVERS = "session|reopened|scratch|encrypted|underlying|right|wrong|rotated|other"
+_CALL = re.compile(rf"\b(?:{_RECEIVERS})\.([a-z_][a-z0-9_]*)\s*\(")
 _TABLE_CELL = re.compile(r"^\|\s*`([a-z_][a-z0-9_]*)\(", re.MULTILINE)
 
 

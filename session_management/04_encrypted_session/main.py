@@ -1,0 +1,165 @@
+"""Lesson 04: EncryptedSession, history encrypted at rest in any database.
+
+    uv run python -m session_management.04_encrypted_session.main [--database sqlite|postgres|mysql|URL]
+
+The key comes from ENCRYPTION_KEY (generate one with
+`uv run python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from agents import Agent, Runner
+from agents.extensions.memory import EncryptedSession, SQLAlchemySession
+from cryptography.fernet import Fernet
+from sqlalchemy import text
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from session_management.common import (
+    agent_says,
+    choose_model,
+    heading,
+    lesson_parser,
+    load_env,
+    note,
+    open_database,
+    redact,
+    resolve_database_url,
+    run_lesson,
+    step,
+    user_says,
+)
+
+SESSION_ID = "lesson04-ada"
+
+
+def encryption_key() -> str:
+    load_env()
+    key = os.environ.get("ENCRYPTION_KEY", "").strip()
+    if key:
+        return key
+    print("WARNING: ENCRYPTION_KEY is not set, so this run uses a random key. Anything it encrypts is unreadable\n"
+          "         after the process ends. Set ENCRYPTION_KEY in .env (see the README) to keep data.",
+          file=sys.stderr)
+    return Fernet.generate_key().decode("ascii")
+
+
+async def stored_rows(engine: AsyncEngine, session_id: str) -> list[str]:
+    """What the database really holds for a session: the raw message_data column."""
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            text("SELECT message_data FROM agent_messages WHERE session_id = :sid ORDER BY created_at, id"),
+            {"sid": session_id},
+        )
+        return [row[0] for row in result]
+
+
+async def ask(agent: Agent, message: str, session: EncryptedSession) -> str:
+    user_says(message)
+    result = await Runner.run(agent, message, session=session)
+    agent_says(result.final_output)
+    return str(result.final_output)
+
+
+async def rotate_key(session_id: str, engine: AsyncEngine, old_key: str, new_key: str) -> int:
+    """Re-encrypt one session's history under a new key; restore the old ciphertext if anything fails."""
+    underlying = SQLAlchemySession(session_id, engine=engine)
+    old = EncryptedSession(session_id, underlying, old_key)
+    new = EncryptedSession(session_id, underlying, new_key)
+    backup = await underlying.get_items()  # the envelopes exactly as stored
+    items = await old.get_items()
+    if len(items) != len(backup):
+        raise RuntimeError("some items are unreadable with the old key (wrong key or expired): not rotating")
+    await underlying.clear_session()
+    try:
+        await new.add_items(items)
+        if await new.get_items() != items:
+            raise RuntimeError("re-encrypted history does not read back identically")
+    except BaseException:
+        await underlying.clear_session()
+        await underlying.add_items(backup)
+        raise
+    return len(items)
+
+
+async def main(args: argparse.Namespace) -> None:
+    choice = choose_model()
+    url = resolve_database_url(args.database)
+    heading("Lesson 04: EncryptedSession")
+    print(f"model   : {choice.description}\ndatabase: {redact(url)}")
+    key = encryption_key()
+    agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
+
+    async with open_database(url) as engine:
+        step("1. Wrap any session: EncryptedSession(session_id, underlying_session, encryption_key, ttl)")
+        underlying = SQLAlchemySession(SESSION_ID, engine=engine)
+        await underlying.clear_session()
+        session = EncryptedSession(SESSION_ID, underlying, key, ttl=3600)
+        await ask(agent, "My name is Ada and my favorite color is teal.", session)
+        await ask(agent, "What is my name?", session)
+        note("The agent remembers: items are decrypted on the way out of the database.")
+
+        step("2. What the database actually holds")
+        rows = await stored_rows(engine, SESSION_ID)
+        note(f"{len(rows)} rows in agent_messages; the first one, as stored:")
+        note(rows[0][:110] + ("..." if len(rows[0]) > 110 else ""))
+        leaked = [row for row in rows if "Ada" in row or "teal" in row]
+        note(f"rows containing 'Ada' or 'teal' in plain text: {len(leaked)}")
+
+        step("3. A wrong key: no error, just no history")
+        wrong_key = Fernet.generate_key().decode()
+        wrong = EncryptedSession(SESSION_ID, SQLAlchemySession(SESSION_ID, engine=engine), wrong_key)
+        note(f"get_items() with the wrong key -> {await wrong.get_items()} (silently empty)")
+        await ask(agent, "What is my name?", wrong)
+        note("Worse, that run stored two new items encrypted with the wrong key in the same session:")
+        note(f"the right key now reads {len(await session.get_items())} items, the wrong one "
+             f"{len(await wrong.get_items())}, the database holds {len(await stored_rows(engine, SESSION_ID))} rows.")
+        note("Never call pop_item() with a wrong key on SQLAlchemySession: it discards unreadable items while "
+             "looking for a readable one (see the README).")
+        for _ in range(2):  # remove the wrong-key turn, newest first, with the key that wrote it
+            await wrong.pop_item()
+        note(f"after popping the wrong-key turn with its own key: {len(await session.get_items())} readable items")
+
+        step("4. One key per session, derived from the master key and the session id")
+        other_id = "lesson04-grace"
+        other = EncryptedSession(other_id, SQLAlchemySession(other_id, engine=engine), key)
+        await other.clear_session()
+        same_item = {"role": "user", "content": "identical text"}
+        await session.add_items([same_item])
+        await other.add_items([same_item])
+        mine, theirs = (await stored_rows(engine, SESSION_ID))[-1], (await stored_rows(engine, other_id))[-1]
+        note(f"same plaintext, same master key, different sessions -> identical ciphertext? {mine == theirs}")
+        copied = await SQLAlchemySession(SESSION_ID, engine=engine).get_items(limit=1)
+        await SQLAlchemySession(other_id, engine=engine).add_items(copied)  # an attacker copies a row across
+        readable = await other.get_items()
+        note(f"a row copied from {SESSION_ID!r} into {other_id!r} decrypts there? {len(readable) == 2}")
+        await session.pop_item()
+        await other.clear_session()
+
+        step("5. TTL: old items expire on read")
+        ttl_id = "lesson04-ttl"
+        short_lived = EncryptedSession(ttl_id, SQLAlchemySession(ttl_id, engine=engine), key, ttl=2)
+        await short_lived.clear_session()
+        await short_lived.add_items([{"role": "user", "content": "this expires"}])
+        note(f"just written: {len(await short_lived.get_items())} readable item")
+        await asyncio.sleep(3.2)  # Fernet timestamps are whole seconds, so wait past ttl + 1
+        note(f"after 3 s with ttl=2: {len(await short_lived.get_items())} readable items, "
+             f"{len(await stored_rows(engine, ttl_id))} row still in the database")
+        await short_lived.clear_session()
+
+        step("6. Rotating the key")
+        new_key = Fernet.generate_key().decode("ascii")
+        count = await rotate_key(SESSION_ID, engine, key, new_key)
+        rotated = EncryptedSession(SESSION_ID, SQLAlchemySession(SESSION_ID, engine=engine), new_key)
+        note(f"re-encrypted {count} items; new key reads {len(await rotated.get_items())}, "
+             f"old key reads {len(await session.get_items())}")
+        await ask(agent, "What is my favorite color?", rotated)
+        await rotated.clear_session()
+
+
+if __name__ == "__main__":
+    run_lesson(main, lesson_parser("Lesson 04: EncryptedSession").parse_args())
