@@ -1,0 +1,377 @@
+"""Lesson 05: the chat service, in process on every backend, as a real server, and in a real browser."""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from sqlalchemy import text
+from sqlalchemy.engine import make_url
+
+from session_management.common import OfflineModel
+from tests.conftest import PYTHON, REPO_ROOT
+
+app_module = importlib.import_module("session_management.05_web_service.app")
+USERS = {f"token-user-{n:03d}": f"user{n}" for n in range(60)}
+ALICE, BOB = "token-user-000", "token-user-001"
+
+
+def auth(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+@pytest.fixture
+async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
+    app = app_module.create_app(database_url, USERS, OfflineModel())
+    async with app.router.lifespan_context(app):
+        transport = httpx.ASGITransport(app=app)
+        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
+            http.app = app  # type: ignore[attr-defined]
+            yield http
+
+
+async def new_conversation(client: httpx.AsyncClient, token: str, title: str | None = None) -> str:
+    response = await client.post("/api/conversations", json={"title": title} if title else {}, headers=auth(token))
+    assert response.status_code == 201, response.text
+    conversation_id = response.json()["id"]
+    assert uuid.UUID(conversation_id).version == 4
+    return str(conversation_id)
+
+
+async def say(client: httpx.AsyncClient, token: str, conversation: str, message: str) -> str:
+    response = await client.post(f"/api/conversations/{conversation}/messages", json={"message": message},
+                                 headers=auth(token))
+    assert response.status_code == 200, response.text
+    return str(response.json()["reply"])
+
+
+async def stream(client: httpx.AsyncClient, token: str, conversation: str, message: str) -> tuple[list[str], str]:
+    response = await client.post(f"/api/conversations/{conversation}/messages/stream", json={"message": message},
+                                 headers=auth(token))
+    assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    deltas, final, event = [], "", ""
+    import json
+
+    for line in response.text.splitlines():
+        if line.startswith("event: "):
+            event = line[7:]
+        elif line.startswith("data: "):
+            data = json.loads(line[6:])
+            if event == "delta":
+                deltas.append(data["text"])
+            elif event == "done":
+                final = data["reply"]
+    return deltas, final
+
+
+async def test_full_flow(client: httpx.AsyncClient) -> None:
+    chat = await new_conversation(client, ALICE)
+    assert await say(client, ALICE, chat, "My name is Alice and I live in Lisbon.") == \
+        "Nice to meet you, Alice! I'll remember that."
+    assert await say(client, ALICE, chat, "What is my name?") == "Your name is Alice."
+    listing = (await client.get("/api/conversations", headers=auth(ALICE))).json()
+    assert listing["total"] == 1 and listing["items"][0]["title"] == "My name is Alice and I live in Lisbon."
+    history = (await client.get(f"/api/conversations/{chat}/history", headers=auth(ALICE))).json()
+    assert len(history["items"]) == 4 and history["lines"][-1] == "assistant: Your name is Alice."
+    undone = (await client.post(f"/api/conversations/{chat}/undo", headers=auth(ALICE))).json()
+    assert undone["removed"] == 2 and undone["lines"][0] == "user: What is my name?"
+    assert (await client.get(f"/api/conversations/{chat}", headers=auth(ALICE))).status_code == 200
+
+
+async def test_pagination_newest_first(client: httpx.AsyncClient) -> None:
+    ids = [await new_conversation(client, ALICE, f"chat {n}") for n in range(5)]
+    await say(client, ALICE, ids[1], "bump")  # activity moves a conversation to the top
+    first = (await client.get("/api/conversations?limit=2", headers=auth(ALICE))).json()
+    second = (await client.get("/api/conversations?limit=2&offset=2", headers=auth(ALICE))).json()
+    last = (await client.get("/api/conversations?limit=2&offset=4", headers=auth(ALICE))).json()
+    titles = [c["title"] for page in (first, second, last) for c in page["items"]]
+    assert titles == ["chat 1", "chat 4", "chat 3", "chat 2", "chat 0"]
+    assert first["next_offset"] == 2 and last["next_offset"] is None and first["total"] == 5
+
+
+async def test_isolation_on_every_endpoint(client: httpx.AsyncClient) -> None:
+    alice_chat = await new_conversation(client, ALICE)
+    await say(client, ALICE, alice_chat, "My name is Alice.")
+    attempts = [
+        ("GET", f"/api/conversations/{alice_chat}", None),
+        ("GET", f"/api/conversations/{alice_chat}/history", None),
+        ("POST", f"/api/conversations/{alice_chat}/messages", {"message": "What is my name?"}),
+        ("POST", f"/api/conversations/{alice_chat}/messages/stream", {"message": "What is my name?"}),
+        ("POST", f"/api/conversations/{alice_chat}/undo", None),
+        ("DELETE", f"/api/conversations/{alice_chat}", None),
+    ]
+    for method, path, body in attempts:
+        as_bob = await client.request(method, path, json=body, headers=auth(BOB))
+        assert as_bob.status_code == 404, (method, path, as_bob.text)  # 404, not 403: the id is not confirmed
+        unknown = await client.request(method, path.replace(alice_chat, str(uuid.uuid4())), json=body,
+                                       headers=auth(ALICE))
+        assert unknown.status_code == 404 and unknown.json() == as_bob.json()
+    assert (await client.get("/api/conversations", headers=auth(BOB))).json()["total"] == 0
+    history = (await client.get(f"/api/conversations/{alice_chat}/history", headers=auth(ALICE))).json()
+    assert history["lines"] == ["user: My name is Alice.", "assistant: Nice to meet you, Alice! I'll remember that."]
+
+
+@pytest.mark.parametrize("headers", [{}, {"Authorization": "Bearer wrong-token"}, {"Authorization": "Basic abc"},
+                                     {"Authorization": "Bearer "}])
+async def test_401_without_a_valid_token(client: httpx.AsyncClient, headers: dict[str, str]) -> None:
+    for method, path in (("GET", "/api/me"), ("GET", "/api/conversations"), ("POST", "/api/conversations"),
+                         ("GET", f"/api/conversations/{uuid.uuid4()}/history")):
+        response = await client.request(method, path, headers=headers)
+        assert response.status_code == 401, (method, path)
+        assert response.json() == {"error": "missing or invalid bearer token"}
+        assert response.headers["www-authenticate"] == "Bearer"
+
+
+async def test_422_for_bad_input_never_500(client: httpx.AsyncClient) -> None:
+    chat = await new_conversation(client, ALICE)
+    cases = [
+        (f"/api/conversations/{chat}/messages", {"message": ""}),
+        (f"/api/conversations/{chat}/messages", {"message": "   \n "}),
+        (f"/api/conversations/{chat}/messages", {"message": "x" * 4001}),
+        (f"/api/conversations/{chat}/messages", {"text": "wrong field"}),
+        (f"/api/conversations/{chat}/messages", {"message": 42}),
+        ("/api/conversations/not-a-uuid/messages", {"message": "hi"}),
+        ("/api/conversations/1/undo", None),
+        ("/api/conversations", {"title": "t" * 201}),
+    ]
+    for path, body in cases:
+        response = await client.post(path, json=body, headers=auth(ALICE))
+        assert response.status_code == 422, (path, body, response.text)
+        assert response.json()["error"] == "invalid request" and response.json()["problems"]
+    broken = await client.post(f"/api/conversations/{chat}/messages", content=b"{not json",
+                               headers={**auth(ALICE), "Content-Type": "application/json"})
+    assert broken.status_code == 422
+    assert (await client.get("/api/conversations?limit=0", headers=auth(ALICE))).status_code == 422
+    assert (await client.get("/api/conversations?limit=abc", headers=auth(ALICE))).status_code == 422
+    history = (await client.get(f"/api/conversations/{chat}/history", headers=auth(ALICE))).json()
+    assert history["items"] == []  # nothing invalid was stored
+
+
+async def test_fifty_concurrent_users_each_recall_their_own_facts(client: httpx.AsyncClient) -> None:
+    tokens = list(USERS)[:50]
+
+    async def user_flow(token: str) -> tuple[str, str, str]:
+        chat = await new_conversation(client, token)
+        name = USERS[token].capitalize()
+        await say(client, token, chat, f"My name is {name} and my favorite number is {len(name) * 7}.")
+        reply = await say(client, token, chat, "What is my name?")
+        number = await say(client, token, chat, "What is my favorite number?")
+        return name, reply, number
+
+    results = await asyncio.gather(*(user_flow(token) for token in tokens))
+    for name, reply, number in results:
+        assert reply == f"Your name is {name}."
+        assert number == f"Your favorite number is {len(name) * 7}."
+
+
+async def test_streaming_gives_the_same_reply_as_non_streaming(client: httpx.AsyncClient) -> None:
+    plain, streamed = await new_conversation(client, ALICE), await new_conversation(client, ALICE)
+    for chat in (plain, streamed):
+        await say(client, ALICE, chat, "My name is Ada Lovelace and I live in London.")
+    expected = await say(client, ALICE, plain, "What do you know about me?")
+    deltas, final = await stream(client, ALICE, streamed, "What do you know about me?")
+    assert len(deltas) > 3 and "".join(deltas) == final == expected
+    history = (await client.get(f"/api/conversations/{streamed}/history", headers=auth(ALICE))).json()
+    assert history["lines"][-1] == f"assistant: {expected}"  # the streamed turn was stored too
+
+
+async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_url: str) -> None:
+    doomed, kept = await new_conversation(client, ALICE), await new_conversation(client, ALICE)
+    for chat in (doomed, kept):
+        await say(client, ALICE, chat, "My name is Alice.")
+    response = await client.delete(f"/api/conversations/{doomed}", headers=auth(ALICE))
+    assert response.status_code == 204
+    engine = client.app.state.engine  # type: ignore[attr-defined]
+    async with engine.connect() as connection:
+        async def count(table: str, chat: str) -> int:
+            column = "id" if table == "conversations" else "session_id"
+            return int(await connection.scalar(text(f"SELECT COUNT(*) FROM {table} WHERE {column} = :c"), {"c": chat}))
+
+        for table in ("agent_messages", "agent_sessions", "conversations"):
+            assert await count(table, doomed) == 0, table
+        assert await count("agent_messages", kept) == 2
+    assert (await client.delete(f"/api/conversations/{doomed}", headers=auth(ALICE))).status_code == 404
+
+
+# --- a database outage, for real: a TCP proxy in front of the server that we cut and restore ---------------
+
+class TcpProxy:
+    """Forwards a loopback port to the database; `cut()` closes it and every connection through it."""
+
+    def __init__(self, target_host: str, target_port: int) -> None:
+        self.target = (target_host, target_port)
+        self.port = 0
+        self.server: asyncio.base_events.Server | None = None
+        self.writers: set[asyncio.StreamWriter] = set()
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
+        self.port = self.server.sockets[0].getsockname()[1]
+
+    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        try:
+            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
+        except OSError:
+            writer.close()
+            return
+        self.writers |= {writer, upstream_writer}
+
+        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
+            try:
+                while data := await source.read(65536):
+                    sink.write(data)
+                    await sink.drain()
+            except (ConnectionError, OSError):
+                pass
+            finally:
+                sink.close()
+
+        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
+
+    async def cut(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for writer in list(self.writers):
+            writer.transport.abort()
+        self.writers.clear()
+        await self.server.wait_closed()
+
+    async def restore(self) -> None:
+        await self.start()  # same port again
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_database_outage_gives_503_and_the_service_recovers(database_url: str) -> None:
+    url = make_url(database_url)
+    proxy = TcpProxy(url.host or "127.0.0.1", url.port or (5432 if url.get_backend_name() == "postgresql" else 3306))
+    await proxy.start()
+    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
+    app = app_module.create_app(proxied, USERS, OfflineModel())
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30) as c:
+            chat = await new_conversation(c, ALICE)
+            await say(c, ALICE, chat, "My name is Alice.")
+            await proxy.cut()
+            down = await c.post(f"/api/conversations/{chat}/messages", json={"message": "What is my name?"},
+                                headers=auth(ALICE))
+            assert down.status_code == 503, down.text
+            assert down.json() == {"error": "the database is unavailable; please retry shortly"}
+            assert (await c.get("/api/health")).status_code == 503
+            await proxy.restore()
+            assert await say(c, ALICE, chat, "What is my name?") == "Your name is Alice."  # pre-ping reconnected
+    await proxy.cut()
+
+
+# --- the lesson as the README runs it, and the real server process -----------------------------------------
+
+def test_demo_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
+    done = subprocess.run([PYTHON, "-m", "session_management.05_web_service.main", "--database", database_url],
+                          cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "alice: What is my name?\n  agent: Your name is Alice." in out
+    assert "bob: What is my name?\n  agent: Your name is Bob." in out
+    assert out.count("-> 404 {'error': 'conversation not found'}") == 2
+    assert "no token -> 401" in out
+    assert "final reply: You live in Lisbon." in out
+    assert "delete -> 204; then history -> 404" in out
+    assert out.count("-> 422") == 3 and "-> 500" not in out and "-> 503" not in out
+    assert "Traceback" not in done.stderr
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture
+def running_server(lesson_env: dict[str, str], tmp_path: Path) -> Any:
+    port = free_port()
+    env = {**lesson_env, "CHAT_USERS": "alice:alice-demo-token,bob:bob-demo-token"}
+    process = subprocess.Popen(
+        [PYTHON, "-m", "session_management.05_web_service.main", "--serve", "--port", str(port),
+         "--database", f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"],
+        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+    )
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            try:
+                if httpx.get(f"{base}/api/health", timeout=1).status_code == 200:
+                    break
+            except httpx.TransportError:
+                if process.poll() is not None:
+                    pytest.fail(f"the server exited: {process.stdout.read() if process.stdout else ''}")
+                time.sleep(0.2)
+        else:
+            pytest.fail("the server did not answer within 60 s")
+        yield base
+    finally:
+        process.terminate()
+        process.wait(timeout=20)
+
+
+def test_real_server_over_http(running_server: str) -> None:
+    headers = auth("alice-demo-token")
+    with httpx.Client(base_url=running_server, timeout=30) as http:
+        chat = http.post("/api/conversations", json={}, headers=headers).json()["id"]
+        http.post(f"/api/conversations/{chat}/messages", json={"message": "My name is Alice."}, headers=headers)
+        reply = http.post(f"/api/conversations/{chat}/messages", json={"message": "What is my name?"},
+                          headers=headers)
+        assert reply.json() == {"reply": "Your name is Alice."}
+        assert http.get(f"/api/conversations/{chat}/history", headers=auth("bob-demo-token")).status_code == 404
+        page = http.get("/")
+        assert page.status_code == 200 and "<title>Lesson 05" in page.text
+
+
+def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None:
+    chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
+    if not (chromium and driver):
+        message = "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
+        if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail(message)
+        pytest.skip(message)
+    from selenium import webdriver
+    from selenium.webdriver.chrome.service import Service
+    from selenium.webdriver.common.by import By
+    from selenium.webdriver.support.ui import WebDriverWait
+
+    options = webdriver.ChromeOptions()
+    options.binary_location = chromium
+    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 f"--user-data-dir={tempfile.mkdtemp(prefix='chromium-')}"):
+        options.add_argument(flag)
+    browser = webdriver.Chrome(service=Service(executable_path=driver), options=options)
+    try:
+        browser.get(running_server + "/")
+        wait = WebDriverWait(browser, 30)
+        browser.find_element(By.ID, "login").click()
+        wait.until(lambda b: "Signed in as alice" in b.find_element(By.ID, "who").text)
+        for message in ("My name is Ada.", "What is my name?"):
+            box = browser.find_element(By.ID, "message")
+            box.send_keys(message)
+            box.submit()
+            wait.until(lambda b, m=message: b.find_elements(By.CSS_SELECTOR, "p.assistant[data-done='1']")
+                       and len(b.find_elements(By.CSS_SELECTOR, "p.assistant[data-done='1']"))
+                       == (1 if m.startswith("My") else 2))
+        replies = [p.text for p in browser.find_elements(By.CSS_SELECTOR, "p.assistant")]
+        assert replies[-1] == "assistant: Your name is Ada."
+        wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#conversations li"))
+        assert browser.find_element(By.CSS_SELECTOR, "#conversations li").text == "My name is Ada."
+    finally:
+        browser.quit()
