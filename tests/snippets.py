@@ -3,7 +3,8 @@
 The convention (documented for contributors in the top-level README):
 
 * Every fenced ```` ```python ```` block in ``README.md`` and ``session_management/*/README.md`` is a test.
-* By default a block is **run**, as a standalone script, in a temporary working directory, with the offline
+* By default a block is **run**, as a standalone script, in a temporary working directory (which sees the
+  course's `session_management/` folder, as a reader at the repository root would), with the offline
   model standing in for the SDK's default model (an ``Agent`` created without ``model=`` answers offline) and
   ``DATABASE_URL`` set to an empty SQLite file. Top-level ``await`` is allowed, as in a notebook or
   ``python -m asyncio``; so is ``asyncio.run(main())``.

@@ -10,7 +10,7 @@ import pytest
 from agents.models.multi_provider import MultiProvider
 
 from session_management.common import OfflineModel
-from tests.snippets import Snippet, all_snippets, compile_snippet, import_statements, run_in_fresh_thread
+from tests.snippets import REPO_ROOT, Snippet, all_snippets, compile_snippet, import_statements, run_in_fresh_thread
 
 SNIPPETS = all_snippets()
 _namespaces: dict[Path, dict[str, Any]] = {}
@@ -36,6 +36,11 @@ def test_snippet_modes_are_known_and_continue_has_a_predecessor() -> None:
 
 
 def run_snippet(snippet: Snippet, database_url: str, workdir: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    # Blocks run in a scratch folder (files they create land there) that still sees the course's files, as a
+    # reader at the repository root would.
+    link = workdir / "session_management"
+    if not link.exists():
+        link.symlink_to(REPO_ROOT / "session_management", target_is_directory=True)
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("DATABASE_URL", database_url)
     code = compile_snippet(snippet)
