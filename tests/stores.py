@@ -12,6 +12,8 @@ from agents.extensions.memory import SQLAlchemySession
 from agents.memory import Session
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from session_management.common.fast_session import CourseSession
+
 StoreFactory = Callable[[AsyncEngine, str], Session]
 
 
@@ -19,6 +21,11 @@ def sdk_sqlalchemy(engine: AsyncEngine, session_id: str) -> Session:
     return SQLAlchemySession(session_id, engine=engine, create_tables=False)
 
 
+def course_session(engine: AsyncEngine, session_id: str) -> Session:
+    return CourseSession(session_id, engine=engine)
+
+
 STORES: dict[str, StoreFactory] = {
     "sdk_sqlalchemy": sdk_sqlalchemy,
+    "course_session": course_session,
 }
