@@ -1,0 +1,125 @@
+"""Lesson 08: the course's store against the SDK's, across processes, and the benchmark's JSON contract.
+
+The behaviour suite (tests/test_session_behaviour.py) already holds CourseSession to every case the SDK's
+store meets; these tests add what only matters between stores and processes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+from agents.extensions.memory import SQLAlchemySession
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from session_management.common import create_session_tables
+from session_management.common.fast_session import CourseSession
+from tests.conftest import PYTHON, REPO_ROOT
+from tests.stores import STORES
+
+
+def msg(text: str, role: str = "user") -> dict[str, str]:
+    return {"role": role, "content": text}
+
+
+async def test_each_store_reads_what_the_other_wrote(engine: AsyncEngine) -> None:
+    await create_session_tables(engine)
+    sdk, course = SQLAlchemySession("shared", engine=engine), CourseSession("shared", engine=engine)
+    await sdk.add_items([msg("from the SDK 1"), msg("from the SDK 2", "assistant")])
+    await course.add_items([msg("from the course 1 ✓"), msg("from the course 2", "assistant")])
+    await sdk.add_items([msg("from the SDK 3")])
+    expected = [msg("from the SDK 1"), msg("from the SDK 2", "assistant"), msg("from the course 1 ✓"),
+                msg("from the course 2", "assistant"), msg("from the SDK 3")]
+    assert await sdk.get_items() == expected
+    assert await course.get_items() == expected
+    assert await course.get_items(limit=2) == await sdk.get_items(limit=2) == expected[-2:]
+    assert await course.pop_item() == msg("from the SDK 3")
+    assert await sdk.pop_item() == msg("from the course 2", "assistant")
+    await course.clear_session()
+    assert await sdk.get_items() == []
+
+
+@pytest.mark.parametrize("store_name", sorted(STORES))
+async def test_concurrent_pops_never_hand_out_an_item_twice(engine: AsyncEngine, store_name: str) -> None:
+    await create_session_tables(engine)
+    make = STORES[store_name]
+    await make(engine, "pops").add_items([msg(f"item {n}") for n in range(30)])
+    popped = await asyncio.gather(*(make(engine, "pops").pop_item() for _ in range(60)))
+    items = [item["content"] for item in popped if item is not None]
+    assert len(items) == 30 and len(set(items)) == 30, "an item was popped twice, or one was lost"
+    assert popped.count(None) == 30
+    assert await make(engine, "pops").get_items() == []
+
+
+def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: str) -> None:
+    async def prepare() -> None:
+        from session_management.common import create_engine
+
+        engine = create_engine(database_url)
+        try:
+            await create_session_tables(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    processes, sessions, turns = 4, 25, 10
+    workers = [subprocess.Popen([PYTHON, "-m", "tests.lesson08_worker", database_url, str(p), str(sessions),
+                                 str(turns)], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+               for p in range(processes)]
+    for worker in workers:
+        _, errors = worker.communicate(timeout=240)
+        assert worker.returncode == 0, errors
+
+    async def verify() -> None:
+        from session_management.common import create_engine
+
+        engine = create_engine(database_url)
+        try:
+            for number in range(sessions):
+                contents = [item["content"] for item in await CourseSession(f"mp-{number}", engine=engine).get_items()]
+                assert len(contents) == processes * turns * 2 and len(set(contents)) == len(contents)
+                for p in range(processes):
+                    own = [c for c in contents if c.startswith(f"p{p}-")]
+                    assert own == [f"p{p}-t{t}-{part}" for t in range(turns) for part in ("q", "a")]
+                for index in range(0, len(contents), 2):  # each add_items batch stays together
+                    assert contents[index][:-1] == contents[index + 1][:-1]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(verify())
+
+
+def test_the_offline_benchmark_keeps_its_json_contract(lesson_env: dict[str, str], tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    plot = tmp_path / "results.png"
+    done = subprocess.run(
+        [PYTHON, "-m", "session_management.08_scaling.main", "--json", str(output), "--plot", str(plot)],
+        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert "progress: " in done.stderr  # the progress bar, in its non-terminal form
+    results = json.loads(output.read_text())["results"]
+    required = {"store": str, "database": str, "concurrency": int, "turns": int, "turns_per_s": float,
+                "p50_ms": float, "p99_ms": float, "errors": int}
+    for row in results:
+        for key, kind in required.items():
+            assert isinstance(row[key], kind), (key, row)
+    assert {row["store"] for row in results} == {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}
+    assert {row["database"] for row in results} == {"sqlite"}
+    assert sorted({row["concurrency"] for row in results}) == [1, 10]
+    for row in results:
+        assert row["errors"] == 0 and row["turns"] == row["concurrency"] * 3  # the offline default: 3 turns
+        assert row["turns_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for row in results:  # the printed table is the JSON
+        assert f"{row['store']:<15} {row['turns_per_s']:>9.0f}" in done.stdout
+
+
+@pytest.mark.parametrize("arguments", [["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
+def test_bad_benchmark_arguments_are_one_line(lesson_env: dict[str, str], arguments: list[str]) -> None:
+    done = subprocess.run([PYTHON, "-m", "session_management.08_scaling.main", *arguments], cwd=REPO_ROOT,
+                          env=lesson_env, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
