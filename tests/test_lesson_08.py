@@ -123,3 +123,22 @@ def test_bad_benchmark_arguments_are_one_line(lesson_env: dict[str, str], argume
     done = subprocess.run([PYTHON, "-m", "session_management.08_scaling.main", *arguments], cwd=REPO_ROOT,
                           env=lesson_env, capture_output=True, text=True, timeout=60)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_pgbouncer_shows_the_failure_and_the_fix(lesson_env: dict[str, str], database_url: str) -> None:
+    import os
+    import shutil
+
+    if not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
+        if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail("PgBouncer is not installed (apt-get install pgbouncer)")
+        pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
+    done = subprocess.run([PYTHON, "-m", "session_management.08_scaling.pgbouncer_demo", "--database", database_url],
+                          cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180)
+    assert done.returncode == 0, done.stderr
+    defaults, fixed = done.stdout.split("caches off ---")
+    failures = [int(part.split("failed:")[1].split()[0]) for part in defaults.splitlines() if "failed:" in part]
+    assert len(failures) == 2 and all(count > 0 for count in failures)
+    assert "prepared statement" in defaults and "does not exist" in defaults
+    assert fixed.count("turns ok: 120, failed:   0") == 2
