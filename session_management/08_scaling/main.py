@@ -228,6 +228,10 @@ async def main(args: argparse.Namespace) -> None:
     urls = [resolve_database_url(d) for d in databases]
     concurrencies = int_list(args.concurrency, [1, 10])
     pools = int_list(args.pool_size, [20])
+    unknown = set(args.store or []) - {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}
+    if unknown:
+        raise CourseError(f"unknown store(s): {', '.join(sorted(unknown))}",
+                          "choose from sdk_sqlalchemy, course_session, raw_driver, sdk_sqlite")
     if args.turns <= 0:
         raise CourseError("--turns must be positive", "use e.g. --turns 5")
     heading("Lesson 08: session stores under load")
@@ -235,11 +239,13 @@ async def main(args: argparse.Namespace) -> None:
         print(f"database: {redact(url)}")
     print(f"concurrency: {concurrencies}; turns per conversation: {args.turns}; pool size: {pools}; "
           f"rounds: {args.rounds}; pool_pre_ping: {not args.no_pre_ping}")
-    store_count = 4  # upper bound, for the progress total
+    all_stores = {"sdk_sqlalchemy", "course_session", "raw_driver"}
+    store_counts = [len((all_stores | ({"sdk_sqlite"} if url.startswith("sqlite") else set()))
+                        & set(args.store or ["sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"]))
+                    for url in urls]
     if args.rounds <= 0:
         raise CourseError("--rounds must be positive", "use e.g. --rounds 3")
-    progress = Progress(sum(c * args.turns for c in concurrencies) * store_count * len(urls) * len(pools)
-                        * args.rounds)
+    progress = Progress(sum(c * args.turns for c in concurrencies) * sum(store_counts) * len(pools) * args.rounds)
     results: list[Result] = []
     for rotation, url in enumerate(urls):
         for pool in pools:

@@ -164,6 +164,32 @@ class CourseSession(SessionABC):
             finally:
                 await greenlet_spawn(raw.close)
 
+    @asynccontextmanager
+    async def _mysql_transaction(self) -> AsyncIterator[Any]:
+        """A MySQL transaction on a pooled connection: committed on success, rolled back on error.
+
+        The transaction is always ended here, so the pool's reset-on-return (another ROLLBACK round trip) is
+        skipped, as SQLAlchemy itself does when a Connection closes its own transaction.
+        """
+        async with _gate(self.engine):
+            raw = await self.engine.raw_connection()
+            ended = False
+            try:
+                driver = raw.driver_connection
+                try:
+                    yield driver
+                    await driver.commit()
+                except BaseException:
+                    await driver.rollback()
+                    raise
+                ended = True
+            finally:
+                close_special = getattr(raw, "_close_special", None)
+                if ended and close_special is not None:
+                    await greenlet_spawn(close_special, transaction_reset=True)
+                else:
+                    await greenlet_spawn(raw.close)
+
     def _decode(self, rows: list[str]) -> list[TResponseInputItem]:
         items: list[TResponseInputItem] = []
         for raw in rows:
@@ -256,20 +282,14 @@ class CourseSession(SessionABC):
         for data in payload:
             params += [self.session_id, data]
         for attempt in range(MYSQL_DEADLOCK_RETRIES + 1):
-            async with self._driver() as driver:
-                try:
-                    async with driver.cursor() as cursor:
-                        await cursor.execute(self._sql["upsert"], (self.session_id,))
-                        await cursor.execute(insert, params)
-                    await driver.commit()
-                    return
-                except pymysql.err.OperationalError as error:
-                    await driver.rollback()
-                    # 1213: deadlock; InnoDB rolled the transaction back, so trying again is safe.
-                    if error.args[0] != 1213 or attempt == MYSQL_DEADLOCK_RETRIES:
-                        raise
-                except BaseException:
-                    await driver.rollback()
+            try:
+                async with self._mysql_transaction() as driver, driver.cursor() as cursor:
+                    await cursor.execute(self._sql["upsert"], (self.session_id,))
+                    await cursor.execute(insert, params)
+                return
+            except pymysql.err.OperationalError as error:
+                # 1213: deadlock; InnoDB rolled the transaction back, so trying again is safe.
+                if error.args[0] != 1213 or attempt == MYSQL_DEADLOCK_RETRIES:
                     raise
             await asyncio.sleep(0.002 * (attempt + 1) * random.random())
 
@@ -283,21 +303,14 @@ class CourseSession(SessionABC):
                     row = await driver.fetchval(self._sql["pop"], self.session_id)
             return None if row is None else (self._decode([row]) or [None])[0]
         if self._dialect in ("mysql", "mariadb"):
-            async with self._driver() as driver:
-                try:
-                    async with driver.cursor() as cursor:
-                        await cursor.execute(self._sql["lock"], (self.session_id,))
-                        if await cursor.fetchone() is None:
-                            await driver.rollback()
-                            return None
-                        await cursor.execute(self._sql["newest"], (self.session_id,))
-                        newest = await cursor.fetchone()
-                        if newest is not None:
-                            await cursor.execute(self._sql["delete"], (newest[0],))
-                    await driver.commit()
-                except BaseException:
-                    await driver.rollback()
-                    raise
+            newest = None
+            async with self._mysql_transaction() as driver, driver.cursor() as cursor:
+                await cursor.execute(self._sql["lock"], (self.session_id,))
+                if await cursor.fetchone() is not None:
+                    await cursor.execute(self._sql["newest"], (self.session_id,))
+                    newest = await cursor.fetchone()
+                    if newest is not None:
+                        await cursor.execute(self._sql["delete"], (newest[0],))
             return None if newest is None else (self._decode([newest[1]]) or [None])[0]
 
         async def pop() -> TResponseInputItem | None:
@@ -315,15 +328,9 @@ class CourseSession(SessionABC):
                     await driver.execute(self._sql["clear_session"], self.session_id)
             return
         if self._dialect in ("mysql", "mariadb"):
-            async with self._driver() as driver:
-                try:
-                    async with driver.cursor() as cursor:
-                        await cursor.execute(self._sql["clear_messages"], (self.session_id,))
-                        await cursor.execute(self._sql["clear_session"], (self.session_id,))
-                    await driver.commit()
-                except BaseException:
-                    await driver.rollback()
-                    raise
+            async with self._mysql_transaction() as driver, driver.cursor() as cursor:
+                await cursor.execute(self._sql["clear_messages"], (self.session_id,))
+                await cursor.execute(self._sql["clear_session"], (self.session_id,))
             return
 
         async def clear() -> None:
