@@ -4,11 +4,16 @@
 #
 #   bash scripts/db-servers.sh start [postgres|mysql|all]    # prints the export lines for the URLs
 #   bash scripts/db-servers.sh stop  [postgres|mysql|all]
-#   bash scripts/db-servers.sh status
+#   bash scripts/db-servers.sh status [postgres|mysql|all]
+#
+#   eval "$(bash scripts/db-servers.sh start)"                # start and export POSTGRES_URL / MYSQL_URL
 #
 # Needs the server binaries (Debian/Ubuntu: apt-get install postgresql mariadb-server). Data lives in
-# $DB_SERVERS_DIR (default /tmp/session_management-db); delete it to start from scratch. These servers trade
-# durability for speed (fsync off): they are for lessons and tests, never for data you want to keep.
+# $DB_SERVERS_DIR (default /tmp/session_management-db); delete it to start from scratch. Ports: $POSTGRES_PORT
+# (default 5432) and $MYSQL_PORT (default 3306). Progress goes to stderr and only the export lines to stdout.
+# These servers trade durability for speed (PostgreSQL fsync/synchronous_commit/full_page_writes off, InnoDB
+# flush-at-commit and doublewrite off): a crash of the machine can corrupt them. They are for lessons and
+# tests, never for data you want to keep.
 set -euo pipefail
 
 BASE_DIR=${DB_SERVERS_DIR:-/tmp/session_management-db}
@@ -19,8 +24,10 @@ DB_PASSWORD=course
 DB_NAME=sessions
 PG_DIR="$BASE_DIR/postgres"
 MY_DIR="$BASE_DIR/mysql"
-# Servers refuse to run as root; when we are root they run as this unprivileged user.
+# Servers refuse to run as root; when we are root they run as this unprivileged user (it exists on every
+# Debian system and needs no account of its own). Not root: the servers run as you.
 RUN_AS=${DB_SERVERS_USER:-nobody}
+READY_TIMEOUT=${DB_SERVERS_TIMEOUT:-60}  # seconds to wait for a server to accept connections
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -33,13 +40,51 @@ as_server_user() {
   fi
 }
 
+# The server user must reach the data under $BASE_DIR (a mktemp -d directory is 0700 root, for one).
+prepare_base_dir() {
+  mkdir -p "$BASE_DIR"
+  [ "$(id -u)" = 0 ] || return 0
+  id -u "$RUN_AS" >/dev/null 2>&1 || die "user '$RUN_AS' does not exist: set DB_SERVERS_USER to an unprivileged user"
+  runuser -u "$RUN_AS" -- test -x "$BASE_DIR" || chmod a+x "$BASE_DIR"
+  runuser -u "$RUN_AS" -- test -x "$BASE_DIR" \
+    || die "user '$RUN_AS' cannot enter $BASE_DIR (a parent directory is closed to it): set DB_SERVERS_DIR elsewhere"
+}
+
+# Give a directory to the server user (root only), e.g. after DB_SERVERS_USER changed.
+own_dir() {
+  [ "$(id -u)" = 0 ] || return 0
+  if [ "$(stat -c %U "$1")" != "$RUN_AS" ] || { [ -d "$1/data" ] && [ "$(stat -c %U "$1/data")" != "$RUN_AS" ]; }; then
+    chown -R "$RUN_AS" "$1"
+  fi
+}
+
+# The port a running server was started on (recorded in <dir>/port), else the one asked for.
+recorded_port() { cat "$1/port" 2>/dev/null || printf '%s' "$2"; }
+
+# A server that already runs keeps its port: use it for the URL, and say so if another one was asked for.
+adopt_running_port() {  # name dir requested -> prints the port in use
+  local port; port=$(recorded_port "$2" "$3")
+  if [ "$port" = "$3" ]; then
+    say "$1: already running on 127.0.0.1:$port"
+  else
+    say "$1: already running on 127.0.0.1:$port, not $3 (stop it first to change its port)"
+  fi
+  printf '%s' "$port"
+}
+
 port_in_use() {
   (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null
 }
 
 pg_bin() {
-  local dir
-  dir=$(ls -d /usr/lib/postgresql/*/bin 2>/dev/null | sort -V | tail -n 1 || true)
+  local dir version
+  # An existing data directory needs the major version that created it.
+  if [ -f "$PG_DIR/data/PG_VERSION" ]; then
+    version=$(cat "$PG_DIR/data/PG_VERSION")
+    if [ -x "/usr/lib/postgresql/$version/bin/postgres" ]; then printf '%s' "/usr/lib/postgresql/$version/bin"; return; fi
+  fi
+  # Else the newest version whose server is installed (a newer client-only postgresql-client-NN has no postgres).
+  dir=$(find /usr/lib/postgresql -mindepth 3 -maxdepth 3 -path '*/bin/postgres' -printf '%h\n' 2>/dev/null | sort -V | tail -n 1 || true)
   if [ -z "$dir" ] && command -v pg_ctl >/dev/null; then dir=$(dirname "$(readlink -f "$(command -v pg_ctl)")"); fi
   [ -n "$dir" ] && [ -x "$dir/postgres" ] || die "PostgreSQL server binaries not found: apt-get install -y postgresql"
   printf '%s' "$dir"
@@ -49,10 +94,12 @@ pg_running() { [ -f "$PG_DIR/data/postmaster.pid" ] && as_server_user "$(pg_bin)
 
 start_postgres() {
   local bin; bin=$(pg_bin)
-  if pg_running; then say "postgres: already running on 127.0.0.1:$PG_PORT"; return; fi
+  if pg_running; then PG_PORT=$(adopt_running_port postgres "$PG_DIR" "$PG_PORT"); return; fi
   port_in_use "$PG_PORT" && die "port $PG_PORT is taken by another server (a system PostgreSQL? try: service postgresql stop), or set POSTGRES_PORT"
+  prepare_base_dir
   mkdir -p "$PG_DIR"
-  [ "$(id -u)" = 0 ] && chown "$RUN_AS" "$PG_DIR" && chmod 700 "$PG_DIR"
+  chmod 700 "$PG_DIR"
+  own_dir "$PG_DIR"
   if [ ! -f "$PG_DIR/data/PG_VERSION" ]; then
     say "postgres: initialising $PG_DIR/data"
     printf '%s\n' "$DB_PASSWORD" > "$PG_DIR/pwfile"
@@ -63,15 +110,28 @@ start_postgres() {
     rm -f "$PG_DIR/pwfile"
   fi
   say "postgres: starting on 127.0.0.1:$PG_PORT"
-  as_server_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t 60 start \
+  # pg_ctl -w waits until the server accepts connections (or gives up after the timeout).
+  as_server_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t "$READY_TIMEOUT" start \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR \
         -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null \
-    || { tail -n 20 "$PG_DIR/server.log" >&2; die "postgres: did not start (log above: $PG_DIR/server.log)"; }
-  # The initdb superuser is the course user, so it can create the tests' throwaway databases.
-  if ! as_server_user "$bin/psql" -h "$PG_DIR" -p "$PG_PORT" -U "$DB_USER" -d postgres -tAc \
-      "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'" | grep -q 1; then
-    as_server_user "$bin/psql" -h "$PG_DIR" -p "$PG_PORT" -U "$DB_USER" -d postgres -qc "CREATE DATABASE $DB_NAME" >/dev/null
+    || { tail -n 20 "$PG_DIR/server.log" >&2; die "postgres: did not start within ${READY_TIMEOUT}s (log above: $PG_DIR/server.log)"; }
+  # ... and over TCP on loopback, the way the lessons connect.
+  local waited=0
+  until "$bin/pg_isready" -q -h 127.0.0.1 -p "$PG_PORT" -d postgres; do
+    [ "$waited" -ge "$READY_TIMEOUT" ] && { tail -n 20 "$PG_DIR/server.log" >&2; die "postgres: no answer on 127.0.0.1:$PG_PORT after ${READY_TIMEOUT}s (log above)"; }
+    sleep 1; waited=$((waited + 1))
+  done
+  # The initdb superuser is the course user (as in the postgres image), so it can create the tests' throwaway
+  # databases. Every start (idempotent): its password, and the lessons' database.
+  local psql_admin=("$bin/psql" -X -h "$PG_DIR" -p "$PG_PORT" -U "$DB_USER" -d postgres -v ON_ERROR_STOP=1 -qtA)
+  as_server_user "${psql_admin[@]}" -c "ALTER ROLE \"$DB_USER\" WITH LOGIN PASSWORD '$DB_PASSWORD'" >/dev/null
+  if [ -z "$(as_server_user "${psql_admin[@]}" -c "SELECT 1 FROM pg_database WHERE datname = '$DB_NAME'")" ]; then
+    as_server_user "${psql_admin[@]}" -c "CREATE DATABASE \"$DB_NAME\"" >/dev/null
   fi
+  # The way the lessons connect: TCP on loopback, with the password.
+  PGPASSWORD=$DB_PASSWORD "$bin/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" -d "$DB_NAME" -qtAc "SELECT 1" >/dev/null \
+    || die "postgres: the server runs but $DB_USER cannot log in on 127.0.0.1:$PG_PORT (log: $PG_DIR/server.log)"
+  printf '%s\n' "$PG_PORT" > "$PG_DIR/port"
   say "postgres: ready"
 }
 
@@ -95,54 +155,71 @@ my_bin() {
 
 my_client() { command -v mariadb || command -v mysql || die "MariaDB client not found: apt-get install -y mariadb-client"; }
 
-my_running() { [ -f "$MY_DIR/server.pid" ] && kill -0 "$(cat "$MY_DIR/server.pid")" 2>/dev/null; }
+# Running = the pid file names a live mariadbd/mysqld (not a stale file whose pid was reused by another process).
+my_running() {
+  local pid
+  [ -f "$MY_DIR/server.pid" ] && pid=$(cat "$MY_DIR/server.pid" 2>/dev/null) && [ -n "$pid" ] || return 1
+  kill -0 "$pid" 2>/dev/null && grep -qE '^(mariadbd|mysqld)$' "/proc/$pid/comm" 2>/dev/null
+}
 
 start_mysql() {
   local server; server=$(my_bin)
-  if my_running; then say "mysql: already running on 127.0.0.1:$MY_PORT"; return; fi
+  if my_running; then MY_PORT=$(adopt_running_port mysql "$MY_DIR" "$MY_PORT"); return; fi
   port_in_use "$MY_PORT" && die "port $MY_PORT is taken by another server (a system MariaDB? try: service mariadb stop), or set MYSQL_PORT"
+  prepare_base_dir
   mkdir -p "$MY_DIR"
-  [ "$(id -u)" = 0 ] && chown "$RUN_AS" "$MY_DIR"
-  local fresh=0
+  chmod 700 "$MY_DIR"  # holds the socket, where the password-less root account logs in
+  own_dir "$MY_DIR"
+  rm -f "$MY_DIR/server.pid"  # stale: my_running said no
   if [ ! -d "$MY_DIR/data/mysql" ]; then
     say "mysql: initialising $MY_DIR/data"
     local installer; installer=$(command -v mariadb-install-db || command -v mysql_install_db) \
       || die "mariadb-install-db not found: apt-get install -y mariadb-server"
     as_server_user "$installer" --no-defaults --datadir="$MY_DIR/data" --auth-root-authentication-method=normal \
       --skip-test-db >"$MY_DIR/install.log" 2>&1 || { tail -n 20 "$MY_DIR/install.log" >&2; die "mysql: install-db failed"; }
-    fresh=1
   fi
   say "mysql: starting on 127.0.0.1:$MY_PORT"
-  # --no-defaults: ignore /etc/mysql so the system's configuration cannot change ours.
-  as_server_user "$server" --no-defaults --datadir="$MY_DIR/data" --socket="$MY_DIR/mysqld.sock" \
-    --pid-file="$MY_DIR/server.pid" --port="$MY_PORT" --bind-address=127.0.0.1 --skip-log-bin \
+  # --no-defaults: ignore /etc/mysql so the system's configuration cannot change ours. setsid: the server gets
+  # a session of its own, so a Ctrl-C or a closed terminal in the shell that started it does not reach it.
+  # --skip-name-resolve: TCP clients are matched by address (127.0.0.1 is course@'%', never root@localhost),
+  # and no reverse DNS look-up slows down the benchmark's hundreds of connections.
+  as_server_user setsid -w "$server" --no-defaults --datadir="$MY_DIR/data" --socket="$MY_DIR/mysqld.sock" \
+    --pid-file="$MY_DIR/server.pid" --port="$MY_PORT" --bind-address=127.0.0.1 --skip-log-bin --skip-name-resolve \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci --max-connections=1200 \
     --max-allowed-packet=64M --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
-    --innodb-buffer-pool-size=256M --log-error="$MY_DIR/server.log" >/dev/null 2>&1 &
-  local client; client=$(my_client)
-  for _ in $(seq 1 120); do
-    as_server_user "$client" --no-defaults -S "$MY_DIR/mysqld.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 && break
+    --innodb-buffer-pool-size=256M --log-error="$MY_DIR/server.log" </dev/null >/dev/null 2>&1 &
+  local launcher=$! client; client=$(my_client)
+  local tries=$((READY_TIMEOUT * 2))
+  until as_server_user "$client" --no-defaults -S "$MY_DIR/mysqld.sock" -uroot -e "SELECT 1" >/dev/null 2>&1; do
+    if ! kill -0 "$launcher" 2>/dev/null && ! my_running; then
+      tail -n 20 "$MY_DIR/server.log" >&2; die "mysql: the server exited while starting (log above: $MY_DIR/server.log)"
+    fi
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || { tail -n 20 "$MY_DIR/server.log" >&2; die "mysql: not ready after ${READY_TIMEOUT}s (log above: $MY_DIR/server.log)"; }
     sleep 0.5
   done
-  as_server_user "$client" --no-defaults -S "$MY_DIR/mysqld.sock" -uroot -e "SELECT 1" >/dev/null 2>&1 \
-    || { tail -n 20 "$MY_DIR/server.log" >&2; die "mysql: did not start (log above: $MY_DIR/server.log)"; }
-  if [ "$fresh" = 1 ] || ! my_sql -e "SELECT 1" >/dev/null 2>&1; then
-    # The course user may create and drop the tests' throwaway databases (sessions_test...), like in compose.
-    as_server_user "$client" --no-defaults -S "$MY_DIR/mysqld.sock" -uroot <<SQL
+  # Every start (idempotent, a few ms): a data directory from an older version of this script is brought up to date.
+  # The course user may create and drop the tests' throwaway databases (sessions_test...), like in compose.
+  # root keeps only its socket account (root@localhost, no password, behind the 0700 directory).
+  as_server_user "$client" --no-defaults -S "$MY_DIR/mysqld.sock" -uroot <<SQL
+DROP USER IF EXISTS 'root'@'127.0.0.1', 'root'@'::1', 'root'@'$(uname -n)';
 CREATE DATABASE IF NOT EXISTS \`$DB_NAME\` CHARACTER SET utf8mb4;
 CREATE USER IF NOT EXISTS '$DB_USER'@'%' IDENTIFIED BY '$DB_PASSWORD';
 CREATE USER IF NOT EXISTS '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
+ALTER USER '$DB_USER'@'%' IDENTIFIED BY '$DB_PASSWORD';
+ALTER USER '$DB_USER'@'localhost' IDENTIFIED BY '$DB_PASSWORD';
 GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'%';
 GRANT ALL PRIVILEGES ON \`${DB_NAME}\\_%\`.* TO '$DB_USER'@'%';
 GRANT ALL PRIVILEGES ON \`$DB_NAME\`.* TO '$DB_USER'@'localhost';
 GRANT ALL PRIVILEGES ON \`${DB_NAME}\\_%\`.* TO '$DB_USER'@'localhost';
 FLUSH PRIVILEGES;
 SQL
-  fi
+  # The way the lessons connect: TCP on loopback, with the course user's password.
+  "$client" --no-defaults -h 127.0.0.1 -P "$MY_PORT" -u"$DB_USER" -p"$DB_PASSWORD" "$DB_NAME" -e "SELECT 1" >/dev/null \
+    || die "mysql: the server runs but $DB_USER cannot log in on 127.0.0.1:$MY_PORT (log: $MY_DIR/server.log)"
+  printf '%s\n' "$MY_PORT" > "$MY_DIR/port"
   say "mysql: ready"
 }
-
-my_sql() { "$(my_client)" --no-defaults -h 127.0.0.1 -P "$MY_PORT" -u"$DB_USER" -p"$DB_PASSWORD" "$DB_NAME" "$@"; }
 
 stop_mysql() {
   if my_running; then
@@ -157,8 +234,12 @@ stop_mysql() {
 }
 
 status() {
-  if pg_running 2>/dev/null; then echo "postgres: running on 127.0.0.1:$PG_PORT"; else echo "postgres: stopped"; fi
-  if my_running; then echo "mysql: running on 127.0.0.1:$MY_PORT"; else echo "mysql: stopped"; fi
+  if [ "$1" != mysql ]; then
+    if pg_running 2>/dev/null; then echo "postgres: running on 127.0.0.1:$(recorded_port "$PG_DIR" "$PG_PORT") (data: $PG_DIR)"; else echo "postgres: stopped"; fi
+  fi
+  if [ "$1" != postgres ]; then
+    if my_running; then echo "mysql: running on 127.0.0.1:$(recorded_port "$MY_DIR" "$MY_PORT") (data: $MY_DIR)"; else echo "mysql: stopped"; fi
+  fi
 }
 
 print_urls() {
@@ -183,6 +264,6 @@ case "$command" in
     if [ "$which" != mysql ]; then stop_postgres; fi
     if [ "$which" != postgres ]; then stop_mysql; fi
     ;;
-  status) status ;;
+  status) status "$which" ;;
   *) die "usage: bash scripts/db-servers.sh start|stop|status [postgres|mysql|all]" ;;
 esac
