@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import importlib
+import json
 import os
 import shutil
 import socket
@@ -61,9 +62,8 @@ async def stream(client: httpx.AsyncClient, token: str, conversation: str, messa
     response = await client.post(f"/api/conversations/{conversation}/messages/stream", json={"message": message},
                                  headers=auth(token))
     assert response.status_code == 200 and response.headers["content-type"].startswith("text/event-stream")
+    # Parsed here, independently of the lesson's demo client, so a wrong event format is caught.
     deltas, final, event = [], "", ""
-    import json
-
     for line in response.text.splitlines():
         if line.startswith("event: "):
             event = line[7:]
