@@ -107,8 +107,11 @@ async def main(args: argparse.Namespace) -> None:
         rows = await stored_rows(engine, SESSION_ID)
         note(f"{len(rows)} rows in agent_messages; the first one, as stored:")
         note(rows[0][:110] + ("..." if len(rows[0]) > 110 else ""))
-        leaked = [row for row in rows if "Ada" in row or "teal" in row]
-        note(f"rows containing 'Ada' or 'teal' in plain text: {len(leaked)}")
+        # Phrases with spaces, because a ciphertext is base64 text: a bare "Ada" turns up in it by chance
+        # about once in a hundred runs, while a space never does.
+        clues = ("name is Ada", "color is teal")
+        leaked = [row for row in rows if any(clue in row for clue in clues)]
+        note(f"rows containing 'name is Ada' or 'color is teal' in plain text: {len(leaked)}")
 
         step("3. A wrong key: no error, just no history")
         wrong_key = Fernet.generate_key().decode()
