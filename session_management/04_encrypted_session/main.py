@@ -111,7 +111,7 @@ async def main(args: argparse.Namespace) -> None:
         # about once in a hundred runs, while a space never does.
         clues = ("name is Ada", "color is teal")
         leaked = [row for row in rows if any(clue in row for clue in clues)]
-        note(f"rows containing 'name is Ada' or 'color is teal' in plain text: {len(leaked)}")
+        note(f"rows containing {' or '.join(map(repr, clues))} in plain text: {len(leaked)}")
 
         step("3. A wrong key: no error, just no history")
         wrong_key = Fernet.generate_key().decode()
