@@ -1,31 +1,102 @@
-"""The session stores the behaviour suite (tests/test_session_behaviour.py) holds to one standard.
+"""The session stores the contract suite (``tests/test_session_behaviour.py``) holds to the SDK's contract.
 
-Each entry makes a store for ``session_id`` on an engine whose database has the SDK's tables (created with the
-course's schema helper). A later lesson's store joins every behaviour test by adding one entry here.
+A store joins every contract case, on every backend it names, by adding ONE ``Store`` entry to ``STORES``.
+The SDK's own class (``sdk_sqlalchemy``) is the control: a case that fails for the control is either our
+misreading of the contract or a documented SDK bug (strict xfail in the suite).
+
+The interface, for a new entry::
+
+    Store(
+        name="my_store",                        # the test id; unique
+        backends=("postgres", "mysql"),         # names the ``database_url`` fixture in tests/conftest.py
+                                                # resolves to an emptied test database (sqlite, postgres, mysql
+                                                # today; add e.g. "redis" there, in tests/backends.py)
+        connect=my_connect,                     # url -> async context manager yielding the backend HANDLE:
+                                                # whatever the store needs (an AsyncEngine with the tables made,
+                                                # a redis client, ...); it is closed/disposed on exit
+        session=my_session,                     # (handle, session_id, session_settings) -> a Session; settings
+                                                # is None, a SessionSettings or a dict, passed through as given
+        write_raw=my_write_raw,                 # async (handle, session_id, text) -> None: append ONE stored
+                                                # item whose stored form is exactly *text* (e.g. not JSON), as
+                                                # the newest item, the way another tool would corrupt a row
+        compaction_snapshot=False,              # True if the store implements the SDK's atomic suffix
+                                                # replacement (``_get_compaction_snapshot``, as SQLAlchemySession)
+    )
+
+Every case gets a fresh, empty database (``database_url``), calls ``connect`` once and makes as many sessions
+on the one handle as it needs (separate objects with one session id behave like separate requests). Cases
+use only the ``Session`` protocol (``get_items``, ``add_items``, ``pop_item``, ``clear_session``,
+``session_settings``), ``write_raw``, and, where declared, ``_get_compaction_snapshot``. A wrapper store (a
+summarizing session over an SQL store, say) builds its ``connect`` / ``write_raw`` from the wrapped entry's.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from dataclasses import dataclass
+from typing import Any
 
 from agents.extensions.memory import SQLAlchemySession
-from agents.memory import Session
+from agents.memory import Session, SessionSettings
+from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common.fast_session import CourseSession
+from session_management.common import create_engine, create_session_tables
+from session_management.common.course_session import CourseSession
 
-StoreFactory = Callable[[AsyncEngine, str], Session]
-
-
-def sdk_sqlalchemy(engine: AsyncEngine, session_id: str) -> Session:
-    return SQLAlchemySession(session_id, engine=engine, create_tables=False)
+Settings = SessionSettings | dict[str, Any] | None
+SQL_BACKENDS = ("sqlite", "postgres", "mysql")
 
 
-def course_session(engine: AsyncEngine, session_id: str) -> Session:
-    return CourseSession(session_id, engine=engine)
+@dataclass(frozen=True)
+class Store:
+    name: str
+    backends: tuple[str, ...]
+    connect: Callable[[str], AbstractAsyncContextManager[Any]]
+    session: Callable[[Any, str, Settings], Session]
+    write_raw: Callable[[Any, str, str], Awaitable[None]]
+    compaction_snapshot: bool = False
 
 
-STORES: dict[str, StoreFactory] = {
-    "sdk_sqlalchemy": sdk_sqlalchemy,
-    "course_session": course_session,
+# -- SQL stores: the handle is an AsyncEngine on the SDK's tables ----------------------------------------------
+@asynccontextmanager
+async def sql_engine(url: str) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(url)
+    try:
+        await create_session_tables(engine)
+        yield engine
+    finally:
+        await engine.dispose()
+
+
+async def sql_write_raw(engine: AsyncEngine, session_id: str, stored: str) -> None:
+    """One row in SQLAlchemySession's tables, as a migration or another tool might leave it."""
+    async with engine.begin() as connection:
+        exists = await connection.scalar(
+            text("SELECT 1 FROM agent_sessions WHERE session_id = :sid"), {"sid": session_id}
+        )
+        if not exists:
+            await connection.execute(text("INSERT INTO agent_sessions (session_id) VALUES (:sid)"),
+                                     {"sid": session_id})
+        await connection.execute(
+            text("INSERT INTO agent_messages (session_id, message_data) VALUES (:sid, :data)"),
+            {"sid": session_id, "data": stored},
+        )
+
+
+def sdk_sqlalchemy(engine: AsyncEngine, session_id: str, settings: Settings) -> Session:
+    return SQLAlchemySession(session_id, engine=engine, create_tables=False, session_settings=settings)
+
+
+def course_session(engine: AsyncEngine, session_id: str, settings: Settings) -> Session:
+    return CourseSession(session_id, engine=engine, session_settings=settings)
+
+
+STORES: dict[str, Store] = {
+    store.name: store
+    for store in (
+        Store("sdk_sqlalchemy", SQL_BACKENDS, sql_engine, sdk_sqlalchemy, sql_write_raw, compaction_snapshot=True),
+        Store("course_session", SQL_BACKENDS, sql_engine, course_session, sql_write_raw, compaction_snapshot=True),
+    )
 }

@@ -16,7 +16,7 @@ from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_session_tables
-from session_management.common.fast_session import CourseSession
+from session_management.common.course_session import CourseSession
 from tests.conftest import PYTHON, REPO_ROOT
 from tests.stores import STORES
 
@@ -46,7 +46,10 @@ async def test_each_store_reads_what_the_other_wrote(engine: AsyncEngine) -> Non
 async def test_concurrent_pops_never_hand_out_an_item_twice(engine: AsyncEngine, store_name: str,
                                                              backend: str) -> None:
     await create_session_tables(engine)
-    make = STORES[store_name]
+    store = STORES[store_name]
+    def make(engine: AsyncEngine, session_id: str):  # noqa: ANN202
+        return store.session(engine, session_id, None)
+
     await make(engine, "pops").add_items([msg(f"item {n}") for n in range(30)])
     outcomes = await asyncio.gather(*(make(engine, "pops").pop_item() for _ in range(60)), return_exceptions=True)
     failures = [o for o in outcomes if isinstance(o, BaseException)]

@@ -15,7 +15,7 @@ from agents.memory import Session
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine, create_session_tables
-from tests.stores import STORES, StoreFactory
+from tests.stores import STORES
 
 
 def msg(text: str, role: str = "user") -> dict[str, str]:
@@ -30,8 +30,8 @@ def store_name(request: pytest.FixtureRequest) -> str:
 @pytest.fixture
 async def make(engine: AsyncEngine, store_name: str) -> Callable[[str], Session]:
     await create_session_tables(engine)
-    factory: StoreFactory = STORES[store_name]
-    return lambda session_id: factory(engine, session_id)
+    store = STORES[store_name]
+    return lambda session_id: store.session(engine, session_id, None)
 
 
 async def test_order_is_insertion_order_even_within_one_millisecond(make: Callable[[str], Session]) -> None:
@@ -85,7 +85,7 @@ async def test_history_survives_a_new_engine(make: Callable[[str], Session], dat
     await make("durable").add_items([msg("remember me"), msg("ok", "assistant")])
     fresh_engine = create_engine(database_url)
     try:
-        reopened = STORES[store_name](fresh_engine, "durable")
+        reopened = STORES[store_name].session(fresh_engine, "durable", None)
         assert await reopened.get_items() == [msg("remember me"), msg("ok", "assistant")]
     finally:
         await fresh_engine.dispose()

@@ -41,7 +41,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 from sqlalchemy.util import greenlet_spawn
 
-from .schema import MESSAGES_TABLE, SESSIONS_TABLE
+from ..schema import MESSAGES_TABLE, SESSIONS_TABLE
 
 logger = logging.getLogger(__name__)
 
