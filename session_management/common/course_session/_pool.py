@@ -1,0 +1,123 @@
+"""Borrowing a driver connection from the application's `AsyncEngine` pool, for the server classes.
+
+Three things the classes need and SQLAlchemy's public API does not quite give, kept here in one place:
+
+* **Arrival order.** Under overload the pool lets a task that has just returned a connection take one again
+  ahead of tasks already waiting; a few conversations race ahead while others starve, and the slowest turns
+  take many times the median. An `asyncio.Semaphore` (strict FIFO) sized to the pool queues every caller fairly.
+* **No second reset.** The pool rolls a returned connection back ("reset on return"). Where a class has ended
+  its transaction itself (MySQL: the ``COMMIT`` travels with the statements), that ``ROLLBACK`` is a wasted
+  round trip; SQLAlchemy's own `Connection.close()` skips it in that case, and so do we, the same way.
+* **A clean pool after cancellation.** The connection always goes back, even when the caller is cancelled
+  (repeatedly) while it is being returned; a connection whose statement was interrupted is discarded, not
+  handed to the next caller in an unknown state.
+
+The two private SQLAlchemy names this needs (``QueuePool._max_overflow``, ``_ConnectionFairy._close_special``)
+are used only in this module; ``tests/test_course_session.py`` fails when a SQLAlchemy upgrade changes them.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from collections.abc import AsyncIterator, Awaitable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.pool import PoolProxiedConnection, QueuePool
+from sqlalchemy.util import greenlet_spawn
+
+T = TypeVar("T")
+
+# One FIFO gate per engine and event loop (a semaphore belongs to one loop; an engine disposed on one loop
+# may be used again on another). Weak keys: a collected engine takes its gates with it.
+_gates: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+async def settle(awaitable: Awaitable[T]) -> T:
+    """Await *awaitable* to its end even if the caller is cancelled, any number of times; then re-raise that.
+
+    A cancelled caller therefore knows the operation has finished (succeeded or failed) when it sees
+    `CancelledError`, the SDK's rule for session writes.
+    """
+    task = asyncio.ensure_future(awaitable)
+    cancelled = False
+    while not task.done():
+        try:
+            await asyncio.wait({task})
+        except asyncio.CancelledError:
+            cancelled = True
+    if cancelled:
+        if not task.cancelled():
+            task.exception()  # retrieved, so asyncio does not log it as never retrieved
+        raise asyncio.CancelledError
+    return task.result()
+
+
+def pool_capacity(engine: AsyncEngine) -> int | None:
+    """How many connections the engine's pool can lend at once, or None when it does not queue callers."""
+    pool = engine.sync_engine.pool
+    if not isinstance(pool, QueuePool):  # SQLite's pools, NullPool, StaticPool: nothing to queue for
+        return None
+    # PRIVATE: QueuePool has no public accessor for max_overflow (size() is public). -1 means unlimited.
+    max_overflow = pool._max_overflow
+    return None if max_overflow < 0 else pool.size() + max_overflow
+
+
+def _gate(engine: AsyncEngine) -> asyncio.Semaphore | None:
+    capacity = pool_capacity(engine)
+    if capacity is None:
+        return None
+    loop = asyncio.get_running_loop()
+    entry = _gates.get(engine.sync_engine)
+    if entry is None or entry[0] is not loop:
+        entry = _gates[engine.sync_engine] = (loop, asyncio.Semaphore(max(1, capacity)))
+    return entry[1]
+
+
+def _give_back(raw: PoolProxiedConnection, *, transaction_ended: bool, discard: bool) -> None:
+    if discard:
+        raw.invalidate()  # the next checkout opens a fresh connection
+        raw.close()
+    elif transaction_ended:
+        # PRIVATE: what Connection.close() calls after ending its own transaction: return without the reset.
+        raw._close_special(transaction_reset=True)  # type: ignore[attr-defined]
+    else:
+        raw.close()
+
+
+@dataclass
+class Borrowed:
+    """A driver connection (asyncpg.Connection, aiomysql.Connection) on loan from the pool."""
+
+    driver: Any
+    transaction_ended: bool = False  # set by the borrower when it committed or rolled back itself
+
+
+@asynccontextmanager
+async def borrow(engine: AsyncEngine) -> AsyncIterator[Borrowed]:
+    """A pooled connection's driver object, taken in arrival order and always given back."""
+    gate = _gate(engine)
+    if gate is not None:
+        await gate.acquire()
+    try:
+        # The pool's own checkout (pre-ping included), without the Connection objects the SQL layer builds.
+        raw = await engine.raw_connection()
+        borrowed = Borrowed(raw.driver_connection)
+        discard = False
+        try:
+            yield borrowed
+        except asyncio.CancelledError:
+            discard = True  # interrupted mid-statement: its state is unknown
+            raise
+        finally:
+            await settle(greenlet_spawn(_give_back, raw, transaction_ended=borrowed.transaction_ended,
+                                        discard=discard))
+    finally:
+        if gate is not None:
+            gate.release()
