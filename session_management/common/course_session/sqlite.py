@@ -8,10 +8,11 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
-from sqlalchemy import event, text
+from sqlalchemy import TextClause, event, text
 from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine
 
+from ._pool import settle
 from .base import CourseSession
 
 T = TypeVar("T")
@@ -56,14 +57,16 @@ class SQLiteCourseSession(CourseSession, dialects=("sqlite",)):
         self._delete_session = text(f"DELETE FROM {sessions} WHERE session_id = :sid")
 
     async def _read_all(self) -> list[str]:
-        async with self.engine.connect() as connection:
-            result = await connection.execute(self._select_all, {"sid": self.session_id})
-            return [row[0] for row in result]
+        return await settle(self._read(self._select_all, {"sid": self.session_id}))
 
     async def _read_newest(self, count: int) -> list[str]:
+        return await settle(self._read(self._select_newest, {"sid": self.session_id, "n": count}))
+
+    async def _read(self, statement: TextClause, parameters: dict[str, Any]) -> list[str]:
+        # Run to the end even when the caller is cancelled (settle): aiosqlite's worker thread, interrupted
+        # mid-statement, can leave the connection's close pending forever. A local read is short.
         async with self.engine.connect() as connection:
-            result = await connection.execute(self._select_newest, {"sid": self.session_id, "n": count})
-            return [row[0] for row in result]
+            return [row[0] for row in await connection.execute(statement, parameters)]
 
     async def _append(self, payload: list[str]) -> None:
         async def write(connection: AsyncConnection) -> None:
