@@ -96,12 +96,12 @@ async def main(args: argparse.Namespace) -> None:
     print(f"model   : {choice.description}\ndatabase: {redact(url)}")
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
 
-    step("1. SQLAlchemySession.from_url: the quickest start")
-    await from_url_demo(url, agent)
-
-    # open_database checks the server answers, creates the SDK's tables with the course's schema helper
-    # (correct on MySQL too), and disposes of the engine when the block ends, even after an error.
+    # open_database checks the server answers (one clear line if not: wrong password, server down, ...),
+    # creates an SQLite file's folder, and disposes of the engine when the block ends, even after an error.
     async with open_database(url, create_tables=False) as engine:
+        step("1. SQLAlchemySession.from_url: the quickest start")
+        await from_url_demo(url, agent)
+
         step("2. One engine for the whole application, tables created once")
         if engine.dialect.name in ("mysql", "mariadb"):
             await create_tables_on_mysql(engine)

@@ -161,7 +161,8 @@ async def main(args: argparse.Namespace) -> None:
         note(f"re-encrypted {count} items; new key reads {len(await rotated.get_items())}, "
              f"old key reads {len(await session.get_items())}")
         await ask(agent, "What is my favorite color?", rotated)
-        await rotated.clear_session()
+        note(f"The rows stay in agent_messages (session_id {SESSION_ID!r}) so you can look at the ciphertext "
+             "with psql, mysql or sqlite3; the next run starts by clearing them.")
 
 
 if __name__ == "__main__":
