@@ -34,6 +34,7 @@ async def ask(agent: Agent, text: str, session: SQLiteSession | None = None) -> 
 
 
 async def main(args: argparse.Namespace) -> None:
+    folder = writable_folder(args.data_dir, "lesson 01's database")  # a bad --data-dir fails before any output
     choice = choose_model()
     heading("Lesson 01: SQLiteSession")
     print(f"model: {choice.description}")
@@ -61,7 +62,6 @@ async def main(args: argparse.Namespace) -> None:
     grace.close()
 
     step("4. A file-backed session survives a restart")
-    folder = writable_folder(args.data_dir, "lesson 01's database")
     db_file = folder / "conversations.db"
     first = SQLiteSession("ada-on-disk", db_file)
     await first.clear_session()  # start the demo from a clean slate on every run

@@ -55,6 +55,7 @@ async def side_by_side(session: AdvancedSQLiteSession, left: str, right: str) ->
 
 
 async def main(args: argparse.Namespace) -> None:
+    folder = writable_folder(args.data_dir, "lesson 03's database")  # a bad --data-dir fails before any output
     choice = choose_model()
     heading("Lesson 03: AdvancedSQLiteSession")
     print(f"model: {choice.description}")
@@ -67,7 +68,6 @@ async def main(args: argparse.Namespace) -> None:
     note(f"{len(await scratch.get_items())} items, gone when the object is closed")
     scratch.close()
 
-    folder = writable_folder(args.data_dir, "lesson 03's database")
     db_file = folder / "advanced.db"
     db_file.unlink(missing_ok=True)  # every run starts from the same clean file
     session = AdvancedSQLiteSession(session_id=SESSION_ID, db_path=db_file, create_tables=True)
