@@ -96,9 +96,10 @@ async def main(args: argparse.Namespace) -> None:
     print(f"model   : {choice.description}\ndatabase: {redact(url)}")
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
 
-    # open_database checks the server answers (one clear line if not: wrong password, server down, ...),
-    # creates an SQLite file's folder, and disposes of the engine when the block ends, even after an error.
-    async with open_database(url, create_tables=False) as engine:
+    # open_database checks the server answers (one clear line if not: wrong password, server down, no rights),
+    # creates an SQLite file's folder and the SDK's tables (correctly on MySQL too, see step 2), and disposes of
+    # the engine when the block ends, even after an error.
+    async with open_database(url) as engine:
         step("1. SQLAlchemySession.from_url: the quickest start")
         await from_url_demo(url, agent)
 

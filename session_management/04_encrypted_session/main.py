@@ -91,10 +91,10 @@ async def main(args: argparse.Namespace) -> None:
     url = resolve_database_url(args.database)
     heading("Lesson 04: EncryptedSession")
     print(f"model   : {choice.description}\ndatabase: {redact(url)}")
-    key = encryption_key()
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
 
     async with open_database(url) as engine:
+        key = encryption_key()  # after the database check, so a database mistake is the only message
         step("1. Wrap any session: EncryptedSession(session_id, underlying_session, encryption_key, ttl)")
         underlying = SQLAlchemySession(SESSION_ID, engine=engine)
         await underlying.clear_session()
