@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import socket
-import subprocess
 import sys
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from session_management.common import CourseError, check_connection, create_engine, open_database
-from tests.conftest import PYTHON, REPO_ROOT
 
 
 def closed_port() -> int:
@@ -50,28 +48,6 @@ def test_missing_driver_names_the_package(monkeypatch: pytest.MonkeyPatch, modul
     with pytest.raises(CourseError) as raised:
         create_engine(url)
     assert f"uv add {module}" in str(raised.value)
-
-
-def test_lesson_cli_prints_one_message_not_a_traceback(lesson_env: dict[str, str]) -> None:
-    url = f"postgresql+asyncpg://course:course@127.0.0.1:{closed_port()}/sessions"
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management", "chat", "--database", url],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: Cannot reach the database server")
-    assert "docker compose up -d postgres" in done.stderr
-
-
-def test_sync_url_on_the_command_line_is_explained(lesson_env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management", "chat", "--database", "mysql://u:p@127.0.0.1/d"],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert "mysql+aiomysql://" in done.stderr
 
 
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
