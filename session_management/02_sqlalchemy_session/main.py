@@ -108,7 +108,8 @@ async def main(args: argparse.Namespace) -> None:
             await create_tables_on_mysql(engine)
             note("So on MySQL the course creates the same tables itself: VARCHAR(255) ids, LONGTEXT items.")
         else:
-            note("create_tables=True works on this database; the course helper creates the same tables.")
+            note("create_tables=True works on this database; the course helper creates the same tables, "
+                 "with VARCHAR(255) ids.")
         await create_session_tables(engine)
         note("Tables: agent_sessions (one row per session id), agent_messages (one row per item).")
 

@@ -4,9 +4,13 @@
 MySQL cannot compile (``VARCHAR requires a length on dialect mysql``; openai-agents-python issue 4740), and
 stores each item in a ``TEXT`` column, which on MySQL holds at most 64 KB. :func:`session_tables` describes the
 same tables, with the same names, columns and index, so ``SQLAlchemySession(create_tables=False)`` works on
-them everywhere, with three MySQL-specific choices:
+them everywhere. One difference applies on every backend:
 
-* ``VARCHAR(255)`` keys, so the tables can be created at all;
+* ``VARCHAR(255)`` session ids (the SDK's are unbounded ``VARCHAR`` on PostgreSQL, so there a longer id works on
+  the SDK's tables and is refused by these; SQLite ignores lengths). MySQL needs a length to create them at all.
+
+and two are MySQL-specific:
+
 * ``LONGTEXT`` messages, so an item may be as large as the server's ``max_allowed_packet``;
 * ``utf8mb4`` with a *binary, no-pad* collation on the session id columns: under MySQL's default
   case-insensitive collation, ``"Alice"`` and ``"alice"`` would be one session (one user reading another's
