@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import socket
 import sys
 
@@ -9,6 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from session_management.common import CourseError, check_connection, create_engine, open_database
+from tests.lessons import REPO_ROOT
 
 
 def closed_port() -> int:
@@ -82,3 +84,31 @@ def test_sqlite_file_folder_is_created(tmp_path) -> None:  # type: ignore[no-unt
     target = tmp_path / "nested" / "deeper" / "s.db"
     create_engine(f"sqlite+aiosqlite:///{target}")
     assert target.parent.is_dir()
+
+
+async def _server_version(url: str) -> tuple[str, tuple[int, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            dialect = connection.dialect
+            kind = "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+            return kind, tuple(dialect.server_version_info or ())
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_docker_compose_runs_the_versions_the_tests_verify(database_url: str, backend: str) -> None:
+    """docker-compose.yml's images are the servers this test run uses (in CI: Debian 12's PostgreSQL 15 and
+    MariaDB 10.11), and the README names the same versions."""
+    compose = (REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    images = dict(re.findall(r"^\s+image:\s*([\w.-]+):([\w.-]+)\s*$", compose, re.MULTILINE))
+    kind, version = await _server_version(database_url)
+    if kind == "postgresql":
+        assert images["postgres"] == str(version[0]), f"compose runs postgres:{images['postgres']}, tests {version}"
+        expected = f"PostgreSQL {version[0]}"
+    else:
+        assert kind == "mariadb", f"the tests run on MySQL {version}; compose ships mariadb:{images.get('mariadb')}"
+        assert images["mariadb"] == f"{version[0]}.{version[1]}", f"compose: {images['mariadb']}, tests {version}"
+        expected = f"MariaDB {version[0]}.{version[1]}"
+    assert expected in (REPO_ROOT / "README.md").read_text(encoding="utf-8")

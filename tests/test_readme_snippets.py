@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import io
 import os
@@ -106,6 +107,25 @@ def test_the_harness_really_runs_blocks(tmp_path: Path, monkeypatch: pytest.Monk
     )
     run_snippet(Snippet(readme, 2, "run", code), "sqlite+aiosqlite:///:memory:", tmp_path, monkeypatch)
     assert os.environ["OPENAI_API_KEY"] == ""
+
+
+def agents_without_a_model(code: str) -> list[int]:
+    """Lines where a block creates an ``Agent`` without ``model=`` (it then needs an OpenAI key when pasted)."""
+    return [node.lineno for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Agent"
+            and not any(keyword.arg == "model" for keyword in node.keywords)]
+
+
+@pytest.mark.parametrize("snippet", [s for s in SNIPPETS if s.mode != "compile"], ids=lambda s: s.id)
+def test_a_block_says_what_a_paste_needs(snippet: Snippet) -> None:
+    """The tests swap the offline model in; a reader's paste has no such help. A block whose Agent has no
+    ``model=`` must be introduced (in the lines right before it) by a note naming OPENAI_API_KEY."""
+    if not agents_without_a_model(snippet.code):
+        return
+    before = snippet.readme.read_text(encoding="utf-8").splitlines()[max(0, snippet.line - 6):snippet.line - 1]
+    assert "OPENAI_API_KEY" in " ".join(before), (
+        f"{snippet.id}: an Agent without model= needs OPENAI_API_KEY when pasted; say so right before the block "
+        "(or pass the model explicitly)")
 
 
 def test_the_output_check_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
