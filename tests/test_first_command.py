@@ -3,7 +3,8 @@
 Defect this guards against: lesson 02 failed as the README's first command because the SQLite folder did not
 exist yet, and the suite never saw it because other tests had created it. Here every command gets a tree of
 its own, as a `git clone` would have it, and must exit 0 without a traceback, writing only under `.data/`.
-Lessons 01 and 03 are run this way by their transcript tests (tests/test_lesson_01.py, test_lesson_03.py).
+Lessons 01 and 03 are run this way by their transcript tests (tests/test_lesson_01.py, test_lesson_03.py);
+chat with its input closed (no /quit) by tests/test_course_cli.py.
 """
 
 from __future__ import annotations
@@ -34,7 +35,6 @@ def first_commands() -> list[FirstCommand]:
     return [
         *(FirstCommand(name, name) for name in folders if name not in COVERED_BY_TRANSCRIPT_TESTS),
         FirstCommand("lesson list", "session_management"),
-        FirstCommand("chat, stdin closed", "session_management", ("chat",)),
         FirstCommand("chat, /quit", "session_management", ("chat",), "My name is Ada\n/quit\n"),
     ]
 
