@@ -226,6 +226,7 @@ def test_each_entry_point_as_a_process(servers: Servers, tmp_path: Path) -> None
                              CHAT_USERS="alice:alice-matrix-token", DB_CONNECT_TIMEOUT=SILENT_TIMEOUT_S)
     # A stride coprime with the number of mistakes spreads the processes over all kinds of mistake.
     cases = [(entry, MISTAKES[number * 7 % len(MISTAKES)]) for number, entry in enumerate(PROCESS_CHECKS)]
+    cases[0] = (cases[0][0], MISTAKES[-1])  # lesson 02 x a MySQL URL at PostgreSQL's port: the 65 s hang once
     started = [(entry, mistake, lessons.start(entry.module, *entry.args(
         UNWRITABLE_FOLDER if entry in DATA_DIR_ENTRY_POINTS else mistake.url(servers), tmp_path), env=env))
         for entry, mistake in cases]
