@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy.engine import make_url
 
 from session_management.common import CourseError, check_connection, create_engine, open_database
+from session_management.common.databases import explain_connection_error
 from tests.lessons import REPO_ROOT
 
 
@@ -112,3 +113,21 @@ async def test_docker_compose_runs_the_versions_the_tests_verify(database_url: s
         assert images["mariadb"] == f"{version[0]}.{version[1]}", f"compose: {images['mariadb']}, tests {version}"
         expected = f"MariaDB {version[0]}.{version[1]}"
     assert expected in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    ('role "ada" does not exist', r"has no user \(role\) named 'ada'.*CREATE ROLE"),
+    ('database "shop" does not exist', r"database named in .* does not exist.*CREATE DATABASE shop"),
+    ('permission denied for database "shop"', r"may not connect to the database 'shop'.*GRANT CONNECT"),
+])
+def test_postgres_errors_are_told_apart(error: str, expected: str) -> None:
+    """Defect: any "does not exist" read as a missing database, a missing role included. (A server with password
+    authentication reports a missing role as a failed password; with trust or peer authentication it says
+    'role ... does not exist', the asyncpg exception used here.)"""
+    import asyncpg
+
+    kinds = {"role": asyncpg.InvalidAuthorizationSpecificationError, "database": asyncpg.InvalidCatalogNameError,
+             "permission": asyncpg.InsufficientPrivilegeError}
+    original = kinds[error.split()[0]](error)
+    message = str(explain_connection_error("postgresql+asyncpg://ada:pw@127.0.0.1:5432/shop", original))
+    assert re.search(expected, message), message
