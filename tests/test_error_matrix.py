@@ -30,7 +30,7 @@ from tests.backends import server_url
 from tests.silent_server import SilentServer
 
 # A frozen server costs this long per case; the normal rows keep the course's default (10 s).
-SILENT_TIMEOUT_S = "0.5"
+SILENT_TIMEOUT_S = "0.2"
 NO_RIGHTS_USER = "course_norights"  # a PostgreSQL role that may log in but not create anything
 NO_RIGHTS_DATABASE = "sessions_norights"
 
@@ -102,11 +102,12 @@ MISTAKES = [
     Mistake("unwritable SQLite path", lambda s: "sqlite+aiosqlite:////proc/no-such-folder/sessions.db",
             r"Cannot create the folder '/proc/no-such-folder' .*-> choose a folder you can write to"),
     Mistake("silent server postgres", lambda s: with_parts(s.postgres, port=s.silent_port),
-            r"No answer from .* within 0\.5 s.*-> check that", silent=True),
+            rf"No answer from .* within {re.escape(SILENT_TIMEOUT_S)} s.*-> check that", silent=True),
     Mistake("silent server mysql", lambda s: with_parts(s.mysql, port=s.silent_port),
-            r"No answer from .* within 0\.5 s.*-> check that", silent=True),
+            rf"No answer from .* within {re.escape(SILENT_TIMEOUT_S)} s.*-> check that", silent=True),
     Mistake("mysql URL at the PostgreSQL port", lambda s: with_parts(s.mysql, port=make_url(s.postgres).port),
-            r"No answer from .* within 0\.5 s.*port belongs to another kind of server", silent=True),
+            rf"No answer from .* within {re.escape(SILENT_TIMEOUT_S)} s.*port belongs to another kind of server",
+            silent=True),
 ]
 
 
