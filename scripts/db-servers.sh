@@ -131,6 +131,10 @@ start_postgres() {
   # The way the lessons connect: TCP on loopback, with the password.
   PGPASSWORD=$DB_PASSWORD "$bin/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" -d "$DB_NAME" -qtAc "SELECT 1" >/dev/null \
     || die "postgres: the server runs but $DB_USER cannot log in on 127.0.0.1:$PG_PORT (log: $PG_DIR/server.log)"
+  # ... and only with it: the tests' wrong-password cases prove nothing against a server that trusts everyone.
+  if PGPASSWORD=not-the-password "$bin/psql" -X -h 127.0.0.1 -p "$PG_PORT" -U "$DB_USER" -d "$DB_NAME" -qtAc "SELECT 1" >/dev/null 2>&1; then
+    die "postgres: 127.0.0.1:$PG_PORT accepts a wrong password (trust authentication in $PG_DIR/data/pg_hba.conf): stop it and delete $PG_DIR to re-initialise with scram-sha-256"
+  fi
   printf '%s\n' "$PG_PORT" > "$PG_DIR/port"
   say "postgres: ready"
 }
@@ -217,6 +221,9 @@ SQL
   # The way the lessons connect: TCP on loopback, with the course user's password.
   "$client" --no-defaults -h 127.0.0.1 -P "$MY_PORT" -u"$DB_USER" -p"$DB_PASSWORD" "$DB_NAME" -e "SELECT 1" >/dev/null \
     || die "mysql: the server runs but $DB_USER cannot log in on 127.0.0.1:$MY_PORT (log: $MY_DIR/server.log)"
+  if "$client" --no-defaults -h 127.0.0.1 -P "$MY_PORT" -u"$DB_USER" -pnot-the-password "$DB_NAME" -e "SELECT 1" >/dev/null 2>&1; then
+    die "mysql: 127.0.0.1:$MY_PORT accepts a wrong password for $DB_USER: the tests need password authentication"
+  fi
   printf '%s\n' "$MY_PORT" > "$MY_DIR/port"
   say "mysql: ready"
 }

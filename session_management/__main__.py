@@ -10,13 +10,12 @@ from __future__ import annotations
 import argparse
 import asyncio
 import re
-import sys
 from pathlib import Path
 
 from agents import Agent, Runner
 from agents.extensions.memory import SQLAlchemySession
 
-from session_management.common import CourseError, choose_model, item_line, open_database, redact
+from session_management.common import choose_model, item_line, open_database, redact, run_main
 from session_management.common.settings import resolve_database_url
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -108,17 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         if not re.fullmatch(r"\S{1,255}", args.session_id):
             parser.error("--session-id must be 1-255 characters without spaces")
-        try:
-            asyncio.run(chat(args.database, args.session_id))
-        except CourseError as error:
-            print(f"error: {error}", file=sys.stderr)
-            return 2
-        except KeyboardInterrupt:
-            return 130
-        return 0
+        return run_main(lambda: chat(args.database, args.session_id))
     list_lessons()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    raise SystemExit(run_main(main))

@@ -12,6 +12,7 @@ import asyncio
 import os
 from dataclasses import dataclass
 
+import pytest
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
@@ -82,7 +83,26 @@ def probe_backends() -> dict[str, Availability]:
     async def probe_all() -> dict[str, Availability]:
         return {backend: await _probe(backend) for backend in SERVER_BACKENDS}
 
-    return asyncio.run(probe_all())
+    found = asyncio.run(probe_all())
+    AVAILABILITY.update(found)
+    return found
+
+
+# What the probe at the start of the test run found (filled by conftest.py's pytest_sessionstart).
+AVAILABILITY: dict[str, Availability] = {}
+
+
+def server_url(backend: str) -> str:
+    """The test database URL for *backend*, or skip (fail under REQUIRE_ALL_BACKENDS=1)."""
+    status = AVAILABILITY.get(backend)
+    if status is None:
+        status = probe_backends()[backend]
+    if status.url is None:
+        message = f"{backend} unavailable: {status.reason}"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+    return status.url
 
 
 async def drop_all_tables(engine: AsyncEngine) -> None:

@@ -15,6 +15,11 @@ The convention (documented for contributors in the top-level README):
     (a README that builds one example up in steps).
   - ``<!-- snippet: compile -->``: only compiled, and its imports executed, because it needs something a test
     cannot have (a real API key, a server at a placeholder address, a web framework's runtime). Use sparingly.
+* **What a block prints is checked** (pydantic-ai style): every ``#>`` comment line in a block is a line of
+  expected output; the lines the block prints must equal all its ``#>`` lines, in order. ``...`` inside a
+  ``#>`` line matches any text (like doctest's ELLIPSIS), for ids, times and per-backend differences. A block
+  that prints nothing has no ``#>`` lines. (A ``compile`` block is not run, so it has none either.)
+* Every block is linted with the repository's ruff settings (:func:`lint_blocks`).
 """
 
 from __future__ import annotations
@@ -75,6 +80,51 @@ def extract(readme: Path) -> list[Snippet]:
             raise ValueError(f"{readme}:{start}: unknown snippet mode {mode!r}; use one of {MODES}")
         snippets.append(Snippet(readme, start + 1, mode, "\n".join(body) + "\n"))
     return snippets
+
+
+_EXPECTED = re.compile(r"^\s*#>(?: (?P<text>.*)|$)")
+
+
+def expected_output(snippet: Snippet) -> list[str]:
+    """The block's ``#>`` lines, without the marker (and the one space after it)."""
+    found = []
+    for line in snippet.code.splitlines():
+        match = _EXPECTED.match(line)
+        if match:
+            found.append((match.group("text") or "").rstrip())
+    return found
+
+
+def _line_pattern(expected: str) -> re.Pattern[str]:
+    return re.compile(".*".join(re.escape(part) for part in expected.split("...")))
+
+
+def output_mismatch(expected: list[str], printed: str) -> str | None:
+    """``None`` if *printed* is what the ``#>`` lines say, else a readable diff for the failure message."""
+    lines = [line.rstrip() for line in printed.splitlines()]
+    if len(lines) == len(expected) and all(_line_pattern(e).fullmatch(p) for e, p in zip(expected, lines, strict=True)):
+        return None
+    width = max([len(e) for e in expected] + [8])
+    rows = [f"{'#> expected':<{width}} | printed"]
+    for number in range(max(len(expected), len(lines))):
+        want = expected[number] if number < len(expected) else "(nothing)"
+        got = lines[number] if number < len(lines) else "(nothing)"
+        mark = "  " if number < min(len(expected), len(lines)) and _line_pattern(want).fullmatch(got) else "!!"
+        rows.append(f"{want:<{width}} | {got}  {mark}")
+    return "\n".join(rows)
+
+
+def lint_sources(snippets: list[Snippet]) -> dict[str, str]:
+    """One Python file per README example: a block, plus the ``continue`` blocks that build on it."""
+    sources: dict[str, str] = {}
+    current: str | None = None
+    for snippet in snippets:
+        if snippet.mode == "continue" and current is not None:
+            sources[current] += f"\n# --- continued at line {snippet.line}\n" + snippet.code
+            continue
+        current = snippet.id.replace("/", "__").replace(":", "_line") + ".py"
+        sources[current] = snippet.code
+    return sources
 
 
 def all_snippets() -> list[Snippet]:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import subprocess
 
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
+from tests.lessons import REPO_ROOT
 
 
 def run_cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", "session_management", *args], cwd=REPO_ROOT, env=env, input=stdin,
-                          capture_output=True, text=True, timeout=120)
+    return lessons.run("session_management", *args, env=env, stdin=stdin)
 
 
 def test_lists_every_lesson_with_its_command(lesson_env: dict[str, str]) -> None:

@@ -2,15 +2,16 @@
 
 from __future__ import annotations
 
+import re
 import socket
-import subprocess
 import sys
 
 import pytest
 from sqlalchemy.engine import make_url
 
 from session_management.common import CourseError, check_connection, create_engine, open_database
-from tests.conftest import PYTHON, REPO_ROOT
+from session_management.common.databases import explain_connection_error
+from tests.lessons import REPO_ROOT
 
 
 def closed_port() -> int:
@@ -52,28 +53,6 @@ def test_missing_driver_names_the_package(monkeypatch: pytest.MonkeyPatch, modul
     assert f"uv add {module}" in str(raised.value)
 
 
-def test_lesson_cli_prints_one_message_not_a_traceback(lesson_env: dict[str, str]) -> None:
-    url = f"postgresql+asyncpg://course:course@127.0.0.1:{closed_port()}/sessions"
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management", "chat", "--database", url],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert done.stderr.startswith("error: Cannot reach the database server")
-    assert "docker compose up -d postgres" in done.stderr
-
-
-def test_sync_url_on_the_command_line_is_explained(lesson_env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management", "chat", "--database", "mysql://u:p@127.0.0.1/d"],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=60, stdin=subprocess.DEVNULL,
-    )
-    assert done.returncode == 2
-    assert "Traceback" not in done.stderr
-    assert "mysql+aiomysql://" in done.stderr
-
-
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
 async def test_wrong_password_and_unknown_database(database_url: str) -> None:
     wrong_password = make_url(database_url).set(password="not-the-password")
@@ -106,3 +85,49 @@ def test_sqlite_file_folder_is_created(tmp_path) -> None:  # type: ignore[no-unt
     target = tmp_path / "nested" / "deeper" / "s.db"
     create_engine(f"sqlite+aiosqlite:///{target}")
     assert target.parent.is_dir()
+
+
+async def _server_version(url: str) -> tuple[str, tuple[int, ...]]:
+    engine = create_engine(url)
+    try:
+        async with engine.connect() as connection:
+            dialect = connection.dialect
+            kind = "mariadb" if getattr(dialect, "is_mariadb", False) else dialect.name
+            return kind, tuple(dialect.server_version_info or ())
+    finally:
+        await engine.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_docker_compose_runs_the_versions_the_tests_verify(database_url: str, backend: str) -> None:
+    """docker-compose.yml's images are the servers this test run uses (in CI: Debian 12's PostgreSQL 15 and
+    MariaDB 10.11), and the README names the same versions."""
+    compose = (REPO_ROOT / "docker-compose.yml").read_text(encoding="utf-8")
+    images = dict(re.findall(r"^\s+image:\s*([\w.-]+):([\w.-]+)\s*$", compose, re.MULTILINE))
+    kind, version = await _server_version(database_url)
+    if kind == "postgresql":
+        assert images["postgres"] == str(version[0]), f"compose runs postgres:{images['postgres']}, tests {version}"
+        expected = f"PostgreSQL {version[0]}"
+    else:
+        assert kind == "mariadb", f"the tests run on MySQL {version}; compose ships mariadb:{images.get('mariadb')}"
+        assert images["mariadb"] == f"{version[0]}.{version[1]}", f"compose: {images['mariadb']}, tests {version}"
+        expected = f"MariaDB {version[0]}.{version[1]}"
+    assert expected in (REPO_ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize(("error", "expected"), [
+    ('role "ada" does not exist', r"has no user \(role\) named 'ada'.*CREATE ROLE"),
+    ('database "shop" does not exist', r"database named in .* does not exist.*CREATE DATABASE shop"),
+    ('permission denied for database "shop"', r"may not connect to the database 'shop'.*GRANT CONNECT"),
+])
+def test_postgres_errors_are_told_apart(error: str, expected: str) -> None:
+    """Defect: any "does not exist" read as a missing database, a missing role included. (A server with password
+    authentication reports a missing role as a failed password; with trust or peer authentication it says
+    'role ... does not exist', the asyncpg exception used here.)"""
+    import asyncpg
+
+    kinds = {"role": asyncpg.InvalidAuthorizationSpecificationError, "database": asyncpg.InvalidCatalogNameError,
+             "permission": asyncpg.InsufficientPrivilegeError}
+    original = kinds[error.split()[0]](error)
+    message = str(explain_connection_error("postgresql+asyncpg://ada:pw@127.0.0.1:5432/shop", original))
+    assert re.search(expected, message), message

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import subprocess
 from pathlib import Path
 
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
 
 
-def test_lesson_01_transcript(lesson_env: dict[str, str], tmp_path: Path) -> None:
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management.01_sqlite_session.main", "--data-dir", str(tmp_path)],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=120,
-    )
+def test_lesson_01_transcript(tmp_path: Path) -> None:
+    """Run as a stranger's first command: a clean copy of the repository, no .data/, no .env, no settings."""
+    tree = lessons.clean_copy(tmp_path)
+    done = lessons.run("01_sqlite_session", env=lessons.stranger_env(), cwd=tree)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     sections = out.split("\n--- ")
@@ -22,7 +20,7 @@ def test_lesson_01_transcript(lesson_env: dict[str, str], tmp_path: Path) -> Non
     grace, ada = isolation.split("agent: Your name is ")[1:3]
     assert grace.startswith("Grace.") and ada.startswith("Ada.")
     assert "agent: You live in London." in restart
-    assert (tmp_path / "conversations.db").exists()
+    assert (tree / ".data" / "lesson01" / "conversations.db").exists()  # the README's default folder
     assert "get_items(limit=2) -> the latest 2" in operations
     assert "SessionSettings(limit=2) makes that the default: 2 items" in operations
     assert "agent: Your favorite color is green." in operations

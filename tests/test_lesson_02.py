@@ -2,16 +2,11 @@
 
 from __future__ import annotations
 
-import subprocess
-
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
 
 
 def test_lesson_02_on_every_backend(lesson_env: dict[str, str], database_url: str, backend: str) -> None:
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management.02_sqlalchemy_session.main", "--database", database_url],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180,
-    )
+    done = lessons.run("02_sqlalchemy_session", "--database", database_url, env=lesson_env)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr
     out = done.stdout
@@ -35,18 +30,6 @@ def test_lesson_02_on_every_backend(lesson_env: dict[str, str], database_url: st
 def test_lesson_02_rerun_is_deterministic(lesson_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The lesson clears its own sessions first, so a second run on the same database prints the same."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'rerun.db'}"
-    command = [PYTHON, "-m", "session_management.02_sqlalchemy_session.main", "--database", url]
-    runs = [subprocess.run(command, cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180)
-            for _ in range(2)]
+    runs = [lessons.run("02_sqlalchemy_session", "--database", url, env=lesson_env) for _ in range(2)]
     assert runs[0].returncode == runs[1].returncode == 0
     assert runs[0].stdout == runs[1].stdout
-
-
-def test_lesson_02_bad_database_is_one_line(lesson_env: dict[str, str]) -> None:
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management.02_sqlalchemy_session.main", "--database", "postgresql://u:p@h/d"],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=60,
-    )
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: ") and "postgresql+asyncpg://" in done.stderr
-    assert "Traceback" not in done.stderr

@@ -4,29 +4,27 @@ from __future__ import annotations
 
 import ast
 import re
-import subprocess
 from pathlib import Path
 
 from agents.extensions.memory import AdvancedSQLiteSession
 
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
+from tests.lessons import REPO_ROOT
 from tests.readme_api import missing_methods, named_methods
 
 LESSON = REPO_ROOT / "session_management" / "03_advanced_sqlite_session"
 
 
-def run_lesson(env: dict[str, str], data_dir: Path) -> str:
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management.03_advanced_sqlite_session.main", "--data-dir", str(data_dir)],
-        cwd=REPO_ROOT, env=env, capture_output=True, text=True, timeout=120,
-    )
+def run_lesson(tree: Path) -> str:
+    """The lesson as a stranger's first command in *tree* (a clean copy: no .data/, no .env, no settings)."""
+    done = lessons.run("03_advanced_sqlite_session", env=lessons.stranger_env(), cwd=tree)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     return done.stdout
 
 
-def test_transcript(lesson_env: dict[str, str], tmp_path: Path) -> None:
-    out = run_lesson(lesson_env, tmp_path)
+def test_transcript(tmp_path: Path) -> None:
+    out = run_lesson(lessons.clean_copy(tmp_path))
     sections = {s.split(".")[0]: s for s in out.split("\n--- ")[1:]}
     assert "agent: get_weather says: Sunny and 21 C in Lisbon." in sections["2"]
 
@@ -57,12 +55,13 @@ def test_transcript(lesson_env: dict[str, str], tmp_path: Path) -> None:
     assert "tool usage on 'weather-elsewhere': [('get_weather', 1, 2)]" in sections["6"]
     assert "after delete_branch: ['main', 'rephrased']" in sections["6"]
     assert "branches: ['main', 'rephrased']; main holds 10 items" in sections["7"]
-    assert (tmp_path / "advanced.db").exists()
+    assert (tmp_path / ".data" / "lesson03" / "advanced.db").exists()  # the README's default folder
 
 
-def test_rerun_gives_the_same_transcript(lesson_env: dict[str, str], tmp_path: Path) -> None:
-    first = run_lesson(lesson_env, tmp_path)
-    second = run_lesson(lesson_env, tmp_path)
+def test_rerun_gives_the_same_transcript(tmp_path: Path) -> None:
+    tree = lessons.clean_copy(tmp_path)
+    first = run_lesson(tree)
+    second = run_lesson(tree)
     assert first == second
 
 

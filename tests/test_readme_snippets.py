@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import ast
+import contextlib
+import io
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -10,7 +15,17 @@ import pytest
 from agents.models.multi_provider import MultiProvider
 
 from session_management.common import OfflineModel
-from tests.snippets import REPO_ROOT, Snippet, all_snippets, compile_snippet, import_statements, run_in_fresh_thread
+from tests.snippets import (
+    REPO_ROOT,
+    Snippet,
+    all_snippets,
+    compile_snippet,
+    expected_output,
+    import_statements,
+    lint_sources,
+    output_mismatch,
+    run_in_fresh_thread,
+)
 
 SNIPPETS = all_snippets()
 _namespaces: dict[Path, dict[str, Any]] = {}
@@ -45,6 +60,7 @@ def run_snippet(snippet: Snippet, database_url: str, workdir: Path, monkeypatch:
     monkeypatch.setenv("DATABASE_URL", database_url)
     code = compile_snippet(snippet)
     if snippet.mode == "compile":
+        assert not expected_output(snippet), f"{snippet.id}: a compile-only block is not run, so #> cannot be checked"
         run_in_fresh_thread(compile(import_statements(snippet), snippet.id, "exec"), {"__name__": "snippet"})
         return
     if snippet.mode == "continue":
@@ -52,7 +68,11 @@ def run_snippet(snippet: Snippet, database_url: str, workdir: Path, monkeypatch:
     else:
         namespace = {"__name__": "__main__"}
         _namespaces[snippet.readme] = namespace
-    run_in_fresh_thread(code, namespace)
+    printed = io.StringIO()
+    with contextlib.redirect_stdout(printed):
+        run_in_fresh_thread(code, namespace)
+    mismatch = output_mismatch(expected_output(snippet), printed.getvalue())
+    assert mismatch is None, f"{snippet.id}: what the block prints differs from its #> lines:\n{mismatch}"
 
 
 @pytest.mark.parametrize("snippet", [s for s in SNIPPETS if s.mode != "backends"], ids=lambda s: s.id)
@@ -87,3 +107,51 @@ def test_the_harness_really_runs_blocks(tmp_path: Path, monkeypatch: pytest.Monk
     )
     run_snippet(Snippet(readme, 2, "run", code), "sqlite+aiosqlite:///:memory:", tmp_path, monkeypatch)
     assert os.environ["OPENAI_API_KEY"] == ""
+
+
+def agents_without_a_model(code: str) -> list[int]:
+    """Lines where a block creates an ``Agent`` without ``model=`` (it then needs an OpenAI key when pasted)."""
+    return [node.lineno for node in ast.walk(ast.parse(code)) if isinstance(node, ast.Call)
+            and getattr(node.func, "id", getattr(node.func, "attr", None)) == "Agent"
+            and not any(keyword.arg == "model" for keyword in node.keywords)]
+
+
+@pytest.mark.parametrize("snippet", [s for s in SNIPPETS if s.mode != "compile"], ids=lambda s: s.id)
+def test_a_block_says_what_a_paste_needs(snippet: Snippet) -> None:
+    """The tests swap the offline model in; a reader's paste has no such help. A block whose Agent has no
+    ``model=`` must be introduced (in the lines right before it) by a note naming OPENAI_API_KEY."""
+    if not agents_without_a_model(snippet.code):
+        return
+    before = snippet.readme.read_text(encoding="utf-8").splitlines()[max(0, snippet.line - 6):snippet.line - 1]
+    assert "OPENAI_API_KEY" in " ".join(before), (
+        f"{snippet.id}: an Agent without model= needs OPENAI_API_KEY when pasted; say so right before the block "
+        "(or pass the model explicitly)")
+
+
+def test_the_output_check_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+                                   offline_default_model: None) -> None:
+    """A block printing something other than its #> lines fails; ``...`` matches any text; order counts."""
+    readme = tmp_path / "README.md"
+    good = Snippet(readme, 1, "run", "print('id: 42, done')\nprint('two')\n#> id: ..., done\n#> two\n")
+    run_snippet(good, "sqlite+aiosqlite:///:memory:", tmp_path, monkeypatch)
+    for wrong in ("#> two\n#> id: 42, done\n", "#> id: 42, done\n", "#> id: 42, done\n#> two\n#> three\n", ""):
+        block = Snippet(readme, 2, "run", "print('id: 42, done')\nprint('two')\n" + wrong)
+        with pytest.raises(AssertionError, match="differs from its #> lines"):
+            run_snippet(block, "sqlite+aiosqlite:///:memory:", tmp_path, monkeypatch)
+    assert output_mismatch(["a...c"], "abc\n") is None and output_mismatch(["a...c"], "abd\n") is not None
+
+
+def test_blocks_pass_ruff(tmp_path: Path) -> None:
+    """The blocks are linted with the repository's settings, as if each README example were a file of its own.
+
+    Top-level ``await`` (F704) is allowed: the README says blocks run in ``python -m asyncio`` or a notebook.
+    """
+    for name, source in lint_sources(SNIPPETS).items():
+        (tmp_path / name).write_text(source, encoding="utf-8")
+    done = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "--no-cache", "--config", str(REPO_ROOT / "pyproject.toml"),
+         "--config", "lint.extend-ignore = ['F704']",
+         "--config", "lint.isort.known-first-party = ['session_management']", "."],
+        cwd=tmp_path, capture_output=True, text=True, timeout=120,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr

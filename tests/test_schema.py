@@ -5,10 +5,11 @@ from __future__ import annotations
 import pytest
 from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy import inspect, text
-from sqlalchemy.exc import CompileError
+from sqlalchemy.engine import make_url
+from sqlalchemy.exc import CompileError, DBAPIError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import create_session_tables
+from session_management.common import CourseError, create_session_tables, resolve_database_url
 
 
 def big_item(size: int) -> dict[str, str]:
@@ -98,3 +99,23 @@ async def test_mysql_columns_are_longtext_and_binary(engine: AsyncEngine) -> Non
     columns = {row[0]: (row[1], row[2]) for row in rows}
     assert columns["message_data"][0] == "longtext"
     assert columns["session_id"][1].startswith("utf8mb4_") and "bin" in columns["session_id"][1]
+
+
+def test_postgresql_alone_means_psycopg_3() -> None:
+    """Lesson 02's README: with SQLAlchemy 2.1, `postgresql://` is psycopg (3), a driver the course cannot use."""
+    assert make_url("postgresql://user@host/db").get_dialect().driver == "psycopg"
+    with pytest.raises(CourseError, match=r"synchronous driver 'psycopg'.*postgresql\+asyncpg://"):
+        resolve_database_url("postgresql://user@host/db")
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+async def test_a_long_session_id_fits_the_sdks_tables_but_not_the_courses(engine: AsyncEngine) -> None:
+    """Lesson 02's README and schema.py: VARCHAR(255) ids here, unbounded VARCHAR in the SDK's own tables."""
+    long_id = "x" * 300
+    sdk = SQLAlchemySession(long_id, engine=engine, create_tables=True,
+                            sessions_table="sdk_sessions", messages_table="sdk_messages")
+    await sdk.add_items([{"role": "user", "content": "hi"}])
+    assert len(await sdk.get_items()) == 1
+    await create_session_tables(engine)
+    with pytest.raises(DBAPIError, match="too long"):
+        await SQLAlchemySession(long_id, engine=engine).add_items([{"role": "user", "content": "hi"}])

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from session_management.common import CourseError, resolve_database_url
+from session_management.common.databases import connect_timeout, pool_settings
 from session_management.common.settings import DATA_DIR, DEFAULT_MYSQL_URL, DEFAULT_POSTGRES_URL, redact
 
 
@@ -83,3 +87,27 @@ def test_unsupported_database() -> None:
 def test_redact_hides_only_the_password() -> None:
     assert redact("postgresql+asyncpg://u:secret@h/d") == "postgresql+asyncpg://u:***@h/d"
     assert redact("sqlite+aiosqlite:///:memory:") == "sqlite+aiosqlite:///:memory:"
+
+
+def env_example() -> dict[str, str]:
+    """Every KEY=value in .env.example, commented out or not (a reader may uncomment any of them)."""
+    text = (DATA_DIR.parent / ".env.example").read_text(encoding="utf-8")
+    return dict(re.findall(r"^#?\s*([A-Z][A-Z0-9_]*)=(\S*)\s*$", text, re.MULTILINE))
+
+
+def test_env_example_values_work_where_they_are_read(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Defect: DATABASE_URL=sqlite, a name, crashed the README snippets that give it to create_async_engine."""
+    values = env_example()
+    assert {"DATABASE_URL", "POSTGRES_URL", "MYSQL_URL", "SQLITE_URL", "DB_CONNECT_TIMEOUT"} <= set(values)
+    for name in ("DATABASE_URL", "POSTGRES_URL", "MYSQL_URL", "SQLITE_URL"):
+        create_async_engine(values[name])  # what the README snippets do with it (parses; no connection yet)
+        assert resolve_database_url(values[name]) == values[name]  # what the lessons do with it
+    for name in ("DB_POOL_SIZE", "DB_MAX_OVERFLOW", "DB_POOL_TIMEOUT", "DB_CONNECT_TIMEOUT"):
+        monkeypatch.setenv(name, values[name])
+    assert pool_settings("postgresql")["pool_size"] == int(values["DB_POOL_SIZE"])
+    assert connect_timeout() == float(values["DB_CONNECT_TIMEOUT"])
+
+
+def test_a_non_numeric_port_is_named() -> None:
+    with pytest.raises(CourseError, match=r"The port in postgresql\+asyncpg://u:\*\*\*@h:54x2/d is not a number"):
+        resolve_database_url("postgresql+asyncpg://u:secret@h:54x2/d")

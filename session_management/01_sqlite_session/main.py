@@ -8,8 +8,7 @@ Runs offline by default (no API key); set OPENAI_API_KEY in .env to talk to a re
 from __future__ import annotations
 
 import argparse
-import tempfile
-from pathlib import Path
+import asyncio
 
 from agents import Agent, Runner, SessionSettings, SQLiteSession
 
@@ -19,12 +18,12 @@ from session_management.common import (
     heading,
     lesson_parser,
     note,
-    run_lesson,
+    run_main,
     show_items,
     step,
     user_says,
 )
-from session_management.common.settings import DATA_DIR
+from session_management.common.settings import DATA_DIR, writable_folder
 
 
 async def ask(agent: Agent, text: str, session: SQLiteSession | None = None) -> str:
@@ -35,6 +34,7 @@ async def ask(agent: Agent, text: str, session: SQLiteSession | None = None) -> 
 
 
 async def main(args: argparse.Namespace) -> None:
+    folder = writable_folder(args.data_dir, "lesson 01's database")  # a bad --data-dir fails before any output
     choice = choose_model()
     heading("Lesson 01: SQLiteSession")
     print(f"model: {choice.description}")
@@ -62,8 +62,6 @@ async def main(args: argparse.Namespace) -> None:
     grace.close()
 
     step("4. A file-backed session survives a restart")
-    folder = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="lesson01-"))
-    folder.mkdir(parents=True, exist_ok=True)
     db_file = folder / "conversations.db"
     first = SQLiteSession("ada-on-disk", db_file)
     await first.clear_session()  # start the demo from a clean slate on every run
@@ -119,6 +117,10 @@ if __name__ == "__main__":
     parser.add_argument("--data-dir", default=str(DATA_DIR / "lesson01"),
                         help="folder for the file-backed session (default: .data/lesson01)")
     arguments = parser.parse_args()
-    run_lesson(main, arguments)
-    sync_example()
-    print("\nNext: lesson 02 stores the same sessions in PostgreSQL, MySQL or SQLite through SQLAlchemy.")
+
+    def lesson() -> None:
+        asyncio.run(main(arguments))
+        sync_example()  # outside asyncio.run: run_sync refuses to run inside an event loop
+        print("\nNext: lesson 02 stores the same sessions in PostgreSQL, MySQL or SQLite through SQLAlchemy.")
+
+    run_main(lesson)

@@ -96,18 +96,20 @@ async def main(args: argparse.Namespace) -> None:
     print(f"model   : {choice.description}\ndatabase: {redact(url)}")
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
 
-    step("1. SQLAlchemySession.from_url: the quickest start")
-    await from_url_demo(url, agent)
+    # open_database checks the server answers (one clear line if not: wrong password, server down, no rights),
+    # creates an SQLite file's folder and the SDK's tables (correctly on MySQL too, see step 2), and disposes of
+    # the engine when the block ends, even after an error.
+    async with open_database(url) as engine:
+        step("1. SQLAlchemySession.from_url: the quickest start")
+        await from_url_demo(url, agent)
 
-    # open_database checks the server answers, creates the SDK's tables with the course's schema helper
-    # (correct on MySQL too), and disposes of the engine when the block ends, even after an error.
-    async with open_database(url, create_tables=False) as engine:
         step("2. One engine for the whole application, tables created once")
         if engine.dialect.name in ("mysql", "mariadb"):
             await create_tables_on_mysql(engine)
             note("So on MySQL the course creates the same tables itself: VARCHAR(255) ids, LONGTEXT items.")
         else:
-            note("create_tables=True works on this database; the course helper creates the same tables.")
+            note("create_tables=True works on this database; the course helper creates the same tables, "
+                 "with VARCHAR(255) ids.")
         await create_session_tables(engine)
         note("Tables: agent_sessions (one row per session id), agent_messages (one row per item).")
 

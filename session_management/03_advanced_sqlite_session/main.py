@@ -6,9 +6,7 @@
 from __future__ import annotations
 
 import argparse
-import tempfile
 from itertools import zip_longest
-from pathlib import Path
 
 from agents import Agent, Runner, function_tool
 from agents.extensions.memory import AdvancedSQLiteSession
@@ -20,11 +18,11 @@ from session_management.common import (
     item_line,
     lesson_parser,
     note,
-    run_lesson,
+    run_main,
     step,
     user_says,
 )
-from session_management.common.settings import DATA_DIR
+from session_management.common.settings import DATA_DIR, writable_folder
 
 SESSION_ID = "lesson03-ada"
 
@@ -57,6 +55,7 @@ async def side_by_side(session: AdvancedSQLiteSession, left: str, right: str) ->
 
 
 async def main(args: argparse.Namespace) -> None:
+    folder = writable_folder(args.data_dir, "lesson 03's database")  # a bad --data-dir fails before any output
     choice = choose_model()
     heading("Lesson 03: AdvancedSQLiteSession")
     print(f"model: {choice.description}")
@@ -69,8 +68,6 @@ async def main(args: argparse.Namespace) -> None:
     note(f"{len(await scratch.get_items())} items, gone when the object is closed")
     scratch.close()
 
-    folder = Path(args.data_dir) if args.data_dir else Path(tempfile.mkdtemp(prefix="lesson03-"))
-    folder.mkdir(parents=True, exist_ok=True)
     db_file = folder / "advanced.db"
     db_file.unlink(missing_ok=True)  # every run starts from the same clean file
     session = AdvancedSQLiteSession(session_id=SESSION_ID, db_path=db_file, create_tables=True)
@@ -138,4 +135,5 @@ if __name__ == "__main__":
     parser = lesson_parser("Lesson 03: AdvancedSQLiteSession", database=False)
     parser.add_argument("--data-dir", default=str(DATA_DIR / "lesson03"),
                         help="folder for the session file (default: .data/lesson03)")
-    run_lesson(main, parser.parse_args())
+    arguments = parser.parse_args()
+    run_main(lambda: main(arguments))

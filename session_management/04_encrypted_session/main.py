@@ -91,10 +91,10 @@ async def main(args: argparse.Namespace) -> None:
     url = resolve_database_url(args.database)
     heading("Lesson 04: EncryptedSession")
     print(f"model   : {choice.description}\ndatabase: {redact(url)}")
-    key = encryption_key()
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
 
     async with open_database(url) as engine:
+        key = encryption_key()  # after the database check, so a database mistake is the only message
         step("1. Wrap any session: EncryptedSession(session_id, underlying_session, encryption_key, ttl)")
         underlying = SQLAlchemySession(SESSION_ID, engine=engine)
         await underlying.clear_session()
@@ -161,7 +161,8 @@ async def main(args: argparse.Namespace) -> None:
         note(f"re-encrypted {count} items; new key reads {len(await rotated.get_items())}, "
              f"old key reads {len(await session.get_items())}")
         await ask(agent, "What is my favorite color?", rotated)
-        await rotated.clear_session()
+        note(f"The rows stay in agent_messages (session_id {SESSION_ID!r}) so you can look at the ciphertext "
+             "with psql, mysql or sqlite3; the next run starts by clearing them.")
 
 
 if __name__ == "__main__":

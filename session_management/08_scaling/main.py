@@ -29,6 +29,7 @@ from session_management.common import (
     create_session_tables,
     heading,
     lesson_parser,
+    open_database,
     redact,
     resolve_database_url,
     run_lesson,
@@ -245,6 +246,9 @@ async def main(args: argparse.Namespace) -> None:
                     for url in urls]
     if args.rounds <= 0:
         raise CourseError("--rounds must be positive", "use e.g. --rounds 3")
+    for url in urls:  # before any benchmark: one clear line for a database that is down, refuses us, or lacks rights
+        async with open_database(url):
+            pass
     progress = Progress(sum(c * args.turns for c in concurrencies) * sum(store_counts) * len(pools) * args.rounds)
     results: list[Result] = []
     for rotation, url in enumerate(urls):

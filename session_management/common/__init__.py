@@ -3,13 +3,14 @@
 Lessons import from here so that each ``main.py`` shows only what it teaches.
 """
 
+from .cli import run_main
 from .console import agent_says, heading, item_line, lesson_parser, note, run_lesson, show_items, step, user_says
 from .databases import check_connection, create_engine, open_database
 from .errors import CourseError
 from .models import choose_model, lesson_model
 from .offline_model import OfflineModel
 from .schema import create_session_tables, session_tables
-from .settings import load_env, redact, resolve_database_url
+from .settings import load_env, redact, resolve_database_url, writable_folder
 
 __all__ = [
     "CourseError",
@@ -29,8 +30,10 @@ __all__ = [
     "redact",
     "resolve_database_url",
     "run_lesson",
+    "run_main",
     "session_tables",
     "show_items",
     "step",
     "user_says",
+    "writable_folder",
 ]

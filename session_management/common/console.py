@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from collections.abc import Callable, Coroutine
 from typing import Any
 
-from .errors import CourseError
+from .cli import run_main
 
 WIDTH = 78
 
@@ -67,11 +65,5 @@ def lesson_parser(description: str, *, database: bool = True) -> argparse.Argume
 
 
 def run_lesson(main: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-    """``asyncio.run(main(*args))``, printing expected mistakes as one clear message (exit status 2)."""
-    try:
-        asyncio.run(main(*args))
-    except CourseError as error:
-        print(f"error: {error}", file=sys.stderr)
-        raise SystemExit(2) from None
-    except KeyboardInterrupt:
-        raise SystemExit(130) from None
+    """``asyncio.run(main(*args))`` through :func:`.cli.run_main`: an expected mistake is one line, exit 2."""
+    run_main(lambda: main(*args))

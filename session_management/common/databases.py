@@ -14,7 +14,8 @@ from __future__ import annotations
 import asyncio
 import importlib
 import os
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -24,9 +25,9 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .errors import CourseError
-from .settings import ASYNC_DRIVERS, check_async_url, redact, resolve_database_url
+from .settings import ASYNC_DRIVERS, check_async_url, load_env, redact, resolve_database_url, writable_folder
 
-CONNECT_TIMEOUT_S = 10.0
+DEFAULT_CONNECT_TIMEOUT_S = 10.0
 
 
 def _env_int(name: str, default: int) -> int:
@@ -37,6 +38,50 @@ def _env_int(name: str, default: int) -> int:
         return int(raw)
     except ValueError:
         raise CourseError(f"{name}={raw!r} is not a whole number.", f"set {name} to e.g. {default}") from None
+
+
+def connect_timeout() -> float:
+    """Seconds a new connection may take, handshake and login included (``DB_CONNECT_TIMEOUT``, default 10)."""
+    load_env()
+    raw = os.environ.get("DB_CONNECT_TIMEOUT", "").strip()
+    if not raw:
+        return DEFAULT_CONNECT_TIMEOUT_S
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise CourseError(f"DB_CONNECT_TIMEOUT={raw!r} is not a positive number of seconds.",
+                          "set DB_CONNECT_TIMEOUT to e.g. 10")
+    return value
+
+
+def _bounded_connect(connect: Callable[..., Awaitable[Any]], seconds: float) -> Callable[..., Awaitable[Any]]:
+    """The driver's ``connect`` with a deadline on the whole connection set-up.
+
+    aiomysql's ``connect_timeout`` covers only the TCP connect: a server that accepts and never sends its
+    greeting (a frozen server, or a PostgreSQL port given a mysql:// URL) would hold the handshake for as long
+    as the operating system keeps the socket (65 s and more). One deadline around the whole call bounds it.
+    """
+
+    async def connect_within_deadline(*args: Any, **kwargs: Any) -> Any:
+        return await asyncio.wait_for(connect(*args, **kwargs), seconds)
+
+    return connect_within_deadline
+
+
+def connect_arguments(backend: str, module: str) -> dict[str, Any]:
+    """Driver arguments that bound the wait for a server that is down, frozen or of another kind."""
+    if backend == "sqlite":
+        return {}
+    seconds = connect_timeout()
+    driver = importlib.import_module(module)
+    arguments: dict[str, Any] = {"async_creator_fn": _bounded_connect(driver.connect, seconds)}
+    if backend == "postgresql":
+        arguments["timeout"] = seconds  # asyncpg's own connect timeout (default 60 s)
+    else:
+        arguments["connect_timeout"] = seconds  # aiomysql: the TCP connect
+    return arguments
 
 
 def pool_settings(backend: str) -> dict[str, Any]:
@@ -74,8 +119,9 @@ def create_engine(url: str, **engine_kwargs: Any) -> AsyncEngine:
             f"install it with `uv add {module}` (or `pip install {module}`)",
         ) from None
     if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
-        Path(parsed.database).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        writable_folder(Path(parsed.database).parent, f"the SQLite database {parsed.database}")
     settings = {**pool_settings(backend), **engine_kwargs}
+    settings["connect_args"] = {**connect_arguments(backend, module), **settings.get("connect_args", {})}
     return create_async_engine(url, **settings)
 
 
@@ -93,41 +139,83 @@ def _start_hint(backend: str) -> str:
     return "check the path in the URL"
 
 
+def _original(error: BaseException) -> BaseException:
+    """The driver's own exception behind SQLAlchemy's wrapper (and aiomysql's "Can't connect" wrapper)."""
+    original = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    cause = original.__cause__
+    if isinstance(cause, OSError | TimeoutError) and "can't connect" in str(original).lower():
+        return cause
+    return original
+
+
 def explain_connection_error(url: str, error: BaseException) -> CourseError:
     """Map a failed first connection to one actionable message."""
     parsed = check_async_url(url)
     backend = parsed.get_backend_name()
     where = redact(url)
-    original = error.orig if isinstance(error, DBAPIError) and error.orig is not None else error
+    original = _original(error)
     detail = f"{type(original).__name__}: {original}".strip()
     lowered = detail.lower()
+    user, database = parsed.username, parsed.database
     if isinstance(error, TimeoutError) or isinstance(original, TimeoutError):
-        return CourseError(f"Timed out connecting to {where}.", _start_hint(backend))
+        return CourseError(
+            f"No answer from {where} within {connect_timeout():g} s: the server is frozen or overloaded, or the "
+            f"port belongs to another kind of server.",
+            f"check that {parsed.host}:{parsed.port} is a {backend} server that answers; " + _start_hint(backend),
+        )
+    if isinstance(original, socket.gaierror):
+        return CourseError(f"Cannot find the host {parsed.host!r} of {where} ({original.strerror}).",
+                           "check the host name in the URL (the course's servers run on 127.0.0.1)")
+    if backend == "postgresql":
+        if "role" in lowered and "does not exist" in lowered:
+            return CourseError(f"The server at {where} has no user (role) named {user!r}.",
+                               f"create it (CREATE ROLE \"{user}\" LOGIN PASSWORD '...') or fix the user in the URL")
+        if "permission denied for database" in lowered or "connect privilege" in lowered:
+            return CourseError(f"The user {user!r} may not connect to the database {database!r} at {where}.",
+                               f'grant it: GRANT CONNECT ON DATABASE "{database}" TO "{user}"')
     if "access denied" in lowered and "to database" in lowered:  # MySQL 1044: no such database, or no grant
         return CourseError(
             f"The user in {where} cannot open that database: it does not exist, or the user has no rights on it.",
-            f"create it (CREATE DATABASE {parsed.database}) and grant the user access, or fix the name in the URL",
+            f"create it (CREATE DATABASE {database}) and grant the user access (GRANT ALL ON {database}.* TO ...), "
+            "or fix the name in the URL",
         )
     if any(s in lowered for s in ("password authentication failed", "access denied", "invalidpassword")):
         return CourseError(
             f"The server at {where} refused the user name or password.",
             "check the credentials in the URL (the course's servers use course/course)",
         )
-    if any(s in lowered for s in ("does not exist", "unknown database", "invalidcatalogname")):
+    if any(s in lowered for s in ("unknown database", "invalidcatalogname")) or (
+        "database" in lowered and "does not exist" in lowered
+    ):
         return CourseError(
             f"The database named in {where} does not exist on that server.",
-            f"create it (e.g. CREATE DATABASE {parsed.database}) or fix the name in the URL",
+            f"create it (e.g. CREATE DATABASE {database}) or fix the name in the URL",
         )
     if backend == "sqlite":
-        return CourseError(f"Cannot open the SQLite database {where}: {detail}", _start_hint(backend))
+        return CourseError(f"Cannot open the SQLite database {where}: {detail}",
+                           "check that the file's folder exists and that you may write to it")
     return CourseError(f"Cannot reach the database server at {where} ({detail}).", _start_hint(backend))
 
 
-async def check_connection(engine: AsyncEngine, timeout: float = CONNECT_TIMEOUT_S) -> None:  # noqa: ASYNC109
-    """Prove the database answers ``SELECT 1``; raise :class:`CourseError` with a fix if not."""
+def explain_schema_error(url: str, error: SQLAlchemyError) -> CourseError:
+    """Creating the SDK's tables failed after the connection worked: almost always missing rights."""
+    parsed = check_async_url(url)
+    detail = str(_original(error)).splitlines()[0] if str(_original(error)) else type(error).__name__
+    return CourseError(
+        f"The user {parsed.username!r} cannot create the session tables in {redact(url)}: {detail}",
+        "grant it the right to create tables (PostgreSQL: GRANT CREATE ON SCHEMA public TO the user; MySQL: "
+        "GRANT ALL ON the database), or create the tables once with lesson 06's migrations as a user who may",
+    )
+
+
+async def check_connection(engine: AsyncEngine, timeout: float | None = None) -> None:  # noqa: ASYNC109
+    """Prove the database answers ``SELECT 1``; raise :class:`CourseError` with a fix if not.
+
+    *timeout* defaults to the connect timeout (``DB_CONNECT_TIMEOUT``) plus a little for the query.
+    """
     url = engine.url.render_as_string(hide_password=False)
     try:
-        async with asyncio.timeout(timeout):
+        async with asyncio.timeout(timeout if timeout is not None else connect_timeout() + 2):
             async with engine.connect() as connection:
                 await connection.execute(text("SELECT 1"))
     except (OSError, TimeoutError, SQLAlchemyError) as error:
@@ -146,7 +234,10 @@ async def open_database(
     try:
         await check_connection(engine)
         if create_tables:
-            await create_session_tables(engine)
+            try:
+                await create_session_tables(engine)
+            except (OSError, SQLAlchemyError) as error:
+                raise explain_schema_error(url, error) from None
         yield engine
     finally:
         # Un-disposed aiomysql engines print "Event loop is closed" noise at interpreter exit.

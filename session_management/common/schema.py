@@ -4,9 +4,13 @@
 MySQL cannot compile (``VARCHAR requires a length on dialect mysql``; openai-agents-python issue 4740), and
 stores each item in a ``TEXT`` column, which on MySQL holds at most 64 KB. :func:`session_tables` describes the
 same tables, with the same names, columns and index, so ``SQLAlchemySession(create_tables=False)`` works on
-them everywhere, with three MySQL-specific choices:
+them everywhere. One difference applies on every backend:
 
-* ``VARCHAR(255)`` keys, so the tables can be created at all;
+* ``VARCHAR(255)`` session ids (the SDK's are unbounded ``VARCHAR`` on PostgreSQL, so there a longer id works on
+  the SDK's tables and is refused by these; SQLite ignores lengths). MySQL needs a length to create them at all.
+
+and two are MySQL-specific:
+
 * ``LONGTEXT`` messages, so an item may be as large as the server's ``max_allowed_packet``;
 * ``utf8mb4`` with a *binary, no-pad* collation on the session id columns: under MySQL's default
   case-insensitive collation, ``"Alice"`` and ``"alice"`` would be one session (one user reading another's
@@ -26,6 +30,7 @@ from sqlalchemy import (
     String,
     Table,
     Text,
+    inspect,
 )
 from sqlalchemy import text as sql_text
 from sqlalchemy.dialects.mysql import LONGTEXT
@@ -112,3 +117,24 @@ async def create_session_tables(
 
     async with engine.begin() as connection:
         await connection.run_sync(create)
+
+
+def refuse_unrecorded_tables(connection: Connection, tables: list[str], revision: str) -> None:
+    """In a migration: stop with the adoption recipe when *tables* exist although no revision created them.
+
+    Tables made by ``create_tables=True``, :func:`create_session_tables` or lesson 05 are already there on a
+    database that never saw Alembic; creating them again would end in a long "already exists" traceback.
+    ``alembic stamp`` records a revision without running it, so the next ``upgrade head`` runs only what is new.
+    """
+    from alembic.util import CommandError  # local: only migrations need Alembic
+
+    inspector = inspect(connection)
+    found = [table for table in tables if inspector.has_table(table)]
+    if not found:
+        return
+    newest = "0002" if inspector.has_table("conversations") else revision
+    raise CommandError(
+        f"{', '.join(found)} already exist(s) but no Alembic revision recorded them (create_tables=True, the "
+        f"course's helper or lesson 05 made them). Adopt them: `alembic stamp {newest}` records that revision "
+        f"without running it, then `alembic upgrade head` runs only what is newer."
+    )

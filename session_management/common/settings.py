@@ -13,6 +13,7 @@ With no ``--database`` at all, ``DATABASE_URL`` (a name or a URL) is used, else 
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from dotenv import load_dotenv
@@ -74,13 +75,19 @@ def resolve_database_url(database: str | None = None) -> str:
 
 def parse_url(url: str) -> URL:
     try:
-        return make_url(url)
+        parsed = make_url(url)
+    except ValueError:  # make_url's int() of a port such as "abc"
+        raise CourseError(
+            f"The port in {redact(url)} is not a number.",
+            "write the URL as scheme://user:password@host:PORT/dbname with a numeric port, e.g. 5432 or 3306",
+        ) from None
     except ArgumentError:
         raise CourseError(
-            f"{url!r} is neither a database name nor a valid database URL.",
+            f"{redact(url)!r} is neither a database name nor a valid database URL.",
             "use sqlite, postgres, mysql, or a URL such as "
             "postgresql+asyncpg://user:password@host:5432/dbname",
         ) from None
+    return parsed
 
 
 def check_async_url(url: str) -> URL:
@@ -107,10 +114,28 @@ def check_async_url(url: str) -> URL:
     return parsed
 
 
+def writable_folder(path: str | Path, what: str) -> Path:
+    """Create *path* (and its parents) if missing; a folder that cannot be made is a :class:`CourseError`."""
+    folder = Path(path).expanduser()
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as error:
+        raise CourseError(
+            f"Cannot create the folder {str(folder)!r} for {what}: {error.strerror or error}.",
+            "choose a folder you can write to",
+        ) from None
+    return folder
+
+
 def redact(url: str) -> str:
     """The URL with its password hidden, for printing."""
     try:
         parsed = make_url(url)
-    except ArgumentError:
-        return "<malformed URL>"
+    except (ArgumentError, ValueError):
+        return _hide_password_by_hand(url)
     return url if parsed.password is None else parsed.render_as_string(hide_password=True)
+
+
+def _hide_password_by_hand(url: str) -> str:
+    """Hide the password of a URL that does not parse (``scheme://user:password@...``)."""
+    return re.sub(r"(://[^:/@]*:)[^@]*@", r"\1***@", url)

@@ -17,6 +17,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from session_management.common.schema import refuse_unrecorded_tables
+
 revision: str = "0001"
 down_revision: str | None = None
 branch_labels: str | Sequence[str] | None = None
@@ -38,6 +40,7 @@ def _session_id() -> sa.types.TypeEngine:
 
 
 def upgrade() -> None:
+    refuse_unrecorded_tables(op.get_bind(), ["agent_sessions", "agent_messages"], revision)
     mysql_options = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
     op.create_table(
         "agent_sessions",

@@ -13,6 +13,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
+from session_management.common.schema import refuse_unrecorded_tables
+
 revision: str = "0002"
 down_revision: str | None = "0001"
 branch_labels: str | Sequence[str] | None = None
@@ -22,6 +24,7 @@ _TIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
+    refuse_unrecorded_tables(op.get_bind(), ["conversations"], revision)
     op.create_table(
         "conversations",
         sa.Column("id", sa.String(36), primary_key=True),
