@@ -193,7 +193,7 @@ async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_u
         await say(client, ALICE, chat, "My name is Alice.")
     response = await client.delete(f"/api/conversations/{doomed}", headers=auth(ALICE))
     assert response.status_code == 204
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = client.app.state.db.engine  # type: ignore[attr-defined]
     async with engine.connect() as connection:
         async def count(table: str, chat: str) -> int:
             column = "id" if table == "conversations" else "session_id"
