@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 
+from fastapi import HTTPException
 from starlette.datastructures import Headers
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
@@ -37,8 +38,11 @@ def max_body_bytes() -> int:
     return int(raw)
 
 
-class BodyTooLarge(Exception):
-    pass
+class BodyTooLarge(HTTPException):
+    """Raised from inside the body read; an HTTPException, so FastAPI passes it on as a 413 (not a 400)."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__(413, f"the request body is larger than {limit} bytes")
 
 
 class Gate:
@@ -57,7 +61,7 @@ class Gate:
             return
         declared = headers.get("content-length", "")
         if declared.isdigit() and int(declared) > self.max_body:
-            await _answer(scope, receive, send, 413, f"the request body is larger than {self.max_body} bytes")
+            await _answer(scope, receive, send, 413, BodyTooLarge(self.max_body).detail)
             return
 
         started = False
@@ -68,7 +72,7 @@ class Gate:
             message = await receive()
             received += len(message.get("body", b""))
             if received > self.max_body:
-                raise BodyTooLarge
+                raise BodyTooLarge(self.max_body)
             return message
 
         async def tracked_send(message: Message) -> None:
@@ -78,9 +82,6 @@ class Gate:
 
         try:
             await self.app(scope, counted_receive, tracked_send)
-        except BodyTooLarge:
-            if not started:
-                await _answer(scope, receive, send, 413, f"the request body is larger than {self.max_body} bytes")
         except Exception as error:  # noqa: BLE001 - the one place unexpected errors become a shaped answer
             if started:
                 raise  # the status line is sent; the server closes the connection
