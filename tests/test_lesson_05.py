@@ -179,8 +179,7 @@ async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_u
 # --- the lesson as the README runs it, and the real server process -----------------------------------------
 
 def test_demo_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = subprocess.run([PYTHON, "-m", "session_management.05_web_service.main", "--database", database_url],
-                          cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180)
+    done = run_lesson05(lesson_env, "--database", database_url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "alice: What is my name?\n  agent: Your name is Alice." in out
@@ -262,6 +261,18 @@ def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None
     try:
         browser.get(running_server + "/")
         wait = WebDriverWait(browser, 30)
+        browser.execute_script("window.rejections = 0;"
+                               "addEventListener('unhandledrejection', () => { window.rejections += 1; });")
+        # CHAT_USERS is set: the page must not offer the demo token.
+        assert browser.find_element(By.ID, "token").get_attribute("value") == ""
+        # Buttons before signing in: a message on the page, not a silent failure.
+        browser.find_element(By.ID, "new").click()
+        browser.find_element(By.ID, "message").send_keys("Hello?")
+        browser.find_element(By.ID, "message").submit()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "p.error")) == 2)
+        assert all("Sign in first" in p.text for p in browser.find_elements(By.CSS_SELECTOR, "p.error"))
+        browser.find_element(By.ID, "message").clear()
+        browser.find_element(By.ID, "token").send_keys("alice-demo-token")
         browser.find_element(By.ID, "login").click()
         wait.until(lambda b: "Signed in as alice" in b.find_element(By.ID, "who").text)
         for message in ("My name is Ada.", "What is my name?"):
@@ -275,5 +286,30 @@ def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None
         assert replies[-1] == "assistant: Your name is Ada."
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#conversations li"))
         assert browser.find_element(By.CSS_SELECTOR, "#conversations li").text == "My name is Ada."
+        assert browser.execute_script("return window.rejections;") == 0
     finally:
         browser.quit()
+
+
+# --- expected mistakes on the command line: one line on stderr, exit status 2 ----------------------------------
+
+def run_lesson05(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Lesson 05 as a reader runs it (the one subprocess helper in this module)."""
+    return subprocess.run([PYTHON, "-m", "session_management.05_web_service.main", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+REFUSED = "postgresql+asyncpg://course:course@127.0.0.1:1/sessions"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--database", REFUSED], "Cannot reach the database server"),
+    (["--serve", "--database", REFUSED], "Cannot reach the database server"),
+    (["--serve", "--port", "99999"], "'99999' is not a TCP port"),
+    (["--serve", "--host", "0.0.0.0"], "would serve the published demo tokens"),
+])
+def test_mistakes_end_in_one_clear_line(lesson_env: dict[str, str], args: list[str], message: str) -> None:
+    done = run_lesson05({**lesson_env, "CHAT_USERS": ""}, *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "uvicorn" not in done.stderr.lower() and "Started server" not in done.stderr

@@ -12,7 +12,8 @@ So every database step here has a deadline, and the driver and pool get matching
 * ``CHAT_HEALTH_TIMEOUT`` (seconds, default 2): ``GET /api/health`` answers within it, 200 or 503.
 
 The model's own time is not bounded here: a real model may take many seconds to answer, and no connection is
-held while it thinks.
+held while it thinks. Nor is SQLite's: a file has no network to fail, and its writers queue on the file's
+lock (the SDK retries while it is locked), so under a burst a deadline would turn waiting into errors.
 """
 
 from __future__ import annotations
@@ -67,6 +68,8 @@ def engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:
         }
     elif backend in ("mysql", "mariadb"):
         options["connect_args"] = {"connect_timeout": max(1, round(seconds))}  # aiomysql has no read timeout
+    else:
+        options["connect_args"] = {"timeout": 30}  # SQLite: how long a writer waits for the file's lock
     if backend != "sqlite":
         options["pool_timeout"] = seconds  # waiting for a free connection in the pool
     return options
@@ -78,7 +81,8 @@ class Database:
     def __init__(self, url: str, timeouts: Timeouts) -> None:
         self.engine: AsyncEngine = create_engine(url, **engine_options(url, timeouts))
         self.timeouts = timeouts
+        self._bounded = self.engine.dialect.name != "sqlite"
 
     def deadline(self) -> AbstractAsyncContextManager[None]:
         """``async with db.deadline():`` - a TimeoutError (503) if the block takes longer than CHAT_DB_TIMEOUT."""
-        return asyncio.timeout(self.timeouts.database)
+        return asyncio.timeout(self.timeouts.database if self._bounded else None)

@@ -93,5 +93,5 @@ def install(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(_: Request, error: RequestValidationError) -> JSONResponse:
-        problems = [_problem(entry) for entry in error.errors()]
+        problems = list(dict.fromkeys(_problem(entry) for entry in error.errors()))  # once each, in order
         return JSONResponse(error_body("invalid request", problems=problems), status_code=422)
