@@ -17,6 +17,7 @@ from session_management.common import create_engine, create_session_tables
 from tests.conftest import PYTHON, REPO_ROOT
 
 admin = importlib.import_module("session_management.07_session_admin.main")
+store = importlib.import_module("session_management.07_session_admin.store")
 BIG = {"role": "user", "content": "🚀 naïve 漢字 " + "x" * (1024 * 1024)}
 
 
@@ -35,10 +36,10 @@ async def seed(url: str, ages: dict[str, timedelta | None]) -> None:
             await SQLAlchemySession(session_id, engine=engine).add_items(
                 [{"role": "user", "content": f"hello from {session_id}"}, {"role": "assistant", "content": "hi"}])
         async with engine.begin() as connection:
-            now = await admin.database_now(connection)
+            now = await store.database_now(connection)
             for session_id, age in ages.items():
                 if age is not None:
-                    await connection.execute(update(admin.sessions).where(admin.sessions.c.session_id == session_id)
+                    await connection.execute(update(store.sessions).where(store.sessions.c.session_id == session_id)
                                              .values(created_at=now - age, updated_at=now - age))
     finally:
         await engine.dispose()
@@ -105,7 +106,7 @@ def test_export_import_round_trip_is_exact(database_url: str, tmp_path: Path,
     asyncio.run(write())
     exported, again = tmp_path / "orig.jsonl", tmp_path / "copy.jsonl"
     assert run(capsys, "export", "orig", "--output", str(exported), "--database", database_url)[0] == 0
-    assert len(exported.read_text(encoding="utf-8").splitlines()) == 3
+    assert len(exported.read_text(encoding="utf-8").splitlines()) == 1 + 3  # the header, then the items
     assert run(capsys, "import", str(exported), "--session-id", "copy", "--database", database_url)[0] == 0
     assert asyncio.run(items_of(database_url, "copy")) == items
     assert run(capsys, "export", "copy", "--output", str(again), "--database", database_url)[0] == 0
