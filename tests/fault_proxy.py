@@ -64,6 +64,12 @@ class FaultProxy:
         self._transports.clear()
 
     async def _handle(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
+        try:
+            await self._forward(client_reader, client_writer)
+        except asyncio.CancelledError:  # the event loop is shutting down: nothing to report
+            client_writer.transport.abort()
+
+    async def _forward(self, client_reader: asyncio.StreamReader, client_writer: asyncio.StreamWriter) -> None:
         await self._flowing.wait()  # while stalled, a new connection is accepted and then hears nothing
         try:
             server_reader, server_writer = await asyncio.open_connection(*self.target)
