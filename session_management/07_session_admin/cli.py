@@ -52,7 +52,7 @@ def build_parser() -> Parser:
     show = commands.add_parser("show", parents=[common], help="one conversation, readable")
     show.add_argument("session_id")
 
-    export = commands.add_parser("export", parents=[common], help="one session as JSON Lines (items byte for byte, session times)")
+    export = commands.add_parser("export", parents=[common], help="one session as JSON Lines")
     export.add_argument("session_id")
     export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
 
