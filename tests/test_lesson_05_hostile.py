@@ -142,6 +142,13 @@ def test_demo_tokens_are_refused_off_loopback(host: str) -> None:
     lesson_main.check_exposure(host, demo_tokens=False)  # real tokens: any interface
 
 
+@pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
+def test_a_port_out_of_range_is_an_argument_error(port: str, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exited:
+        lesson_main.build_parser().parse_args(["--serve", "--port", port])
+    assert exited.value.code == 2 and f"{port!r} is not a TCP port (1 to 65535)" in capsys.readouterr().err
+
+
 @pytest.mark.parametrize("host", ["127.0.0.1", "::1", "localhost", "127.0.0.2"])
 def test_demo_tokens_are_fine_on_loopback(host: str) -> None:
     lesson_main.check_exposure(host, demo_tokens=True)
