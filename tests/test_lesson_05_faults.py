@@ -7,6 +7,7 @@ failed request stored nothing, and a retried one stored its turn exactly once.
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator
 
 import httpx
@@ -88,3 +89,20 @@ async def test_connection_cut_mid_query_stores_the_turn_once(database_url: str, 
         assert await row_counts(database_url) == {**before, "agent_messages": before["agent_messages"] + 2}
         lines = (await client.get(f"/api/conversations/{chat}/history", headers=auth(ALICE))).json()["lines"]
         assert lines.count(f"user: {message}") == 1
+
+
+async def test_a_cut_while_streaming_is_reported_in_band_and_stores_nothing(
+        database_url: str, proxy: FaultProxy) -> None:
+    async with service(through(proxy, database_url), timeouts=FAST) as client:
+        chat = await new_conversation(client, ALICE)
+        before = await row_counts(database_url)
+        proxy.cut_when(b"Nice to meet you, Streamer")  # in the reply, saved after the last delta
+        async with asyncio.timeout(HANG_GUARD_S):
+            response = await client.post(f"/api/conversations/{chat}/messages/stream",
+                                         json={"message": "My name is Streamer."}, headers=auth(ALICE))
+        assert proxy.cuts == 1 and response.status_code == 200  # the status line went out with the first delta
+        events = response.text.strip().split("\n\n")
+        kind, data = events[-1].split("\n")
+        assert kind == "event: error" and json.loads(data.removeprefix("data: ")) == UNAVAILABLE
+        assert not any(event.startswith("event: done") for event in events)
+        assert await row_counts(database_url) == before
