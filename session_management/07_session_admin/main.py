@@ -8,6 +8,10 @@
     uv run python -m session_management.07_session_admin.main purge --older-than 30d --dry-run
     uv run python -m session_management.07_session_admin.main stats --json
 
+The pieces: `cli.py` (the parser), `store.py` (the SDK's tables and per-database SQL), `browse.py` (list, show,
+stats), `transfer.py` (export, import), `retention.py` (purge), `output.py` (tables, escapes, progress),
+`demo.py` (the demonstration). This file only dispatches and turns expected mistakes into one line.
+
 Every command takes ``--database`` and ``--json``. Times are the database's own clock: the SDK stores
 ``CURRENT_TIMESTAMP`` (the server's clock, no time zone), so cut-offs are computed from the server's "now" too.
 """
