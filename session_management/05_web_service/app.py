@@ -30,11 +30,15 @@ PAGE = (Path(__file__).resolve().parent / "static" / "index.html").read_text(enc
 
 def create_app(database_url: str, users: Users, model: str | Model | None = None, *,
                demo_token: str | None = None, timeouts: Timeouts | None = None) -> FastAPI:
-    """Build the service. *users* maps bearer token -> user name; *demo_token* pre-fills the page's token box."""
+    """Build the service. *users* maps bearer token -> user name; *demo_token* pre-fills the page's token box.
+
+    Settings are read here, not at start-up, so a mistake in them is a CourseError before uvicorn runs.
+    """
+    limits = timeouts or Timeouts.from_env()
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
-        db = Database(database_url, timeouts or Timeouts.from_env())  # one engine, one pool, for the process
+        db = Database(database_url, limits)  # one engine, one pool, for the process
         try:
             await check_connection(db.engine)
             await store.prepare(db)
