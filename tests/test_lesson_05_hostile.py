@@ -142,6 +142,16 @@ def test_demo_tokens_are_refused_off_loopback(host: str) -> None:
     lesson_main.check_exposure(host, demo_tokens=False)  # real tokens: any interface
 
 
+@pytest.mark.parametrize(("name", "value"), [("CHAT_DB_TIMEOUT", "soon"), ("CHAT_DB_TIMEOUT", "0"),
+                                             ("CHAT_HEALTH_TIMEOUT", "-2"), ("CHAT_MAX_BODY_BYTES", "12"),
+                                             ("CHAT_MAX_BODY_BYTES", "1e6")])
+def test_bad_limits_are_one_line_errors_when_the_app_is_built(name: str, value: str,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv(name, value)
+    with pytest.raises(CourseError, match=name):
+        app_module.create_app("sqlite+aiosqlite:///:memory:", USERS)
+
+
 @pytest.mark.parametrize("port", ["99999", "0", "-1", "http"])
 def test_a_port_out_of_range_is_an_argument_error(port: str, capsys: pytest.CaptureFixture[str]) -> None:
     with pytest.raises(SystemExit) as exited:
