@@ -3,8 +3,8 @@
     uv run python -m session_management.07_session_admin.main                  # demo on seeded sessions
     uv run python -m session_management.07_session_admin.main list --database postgres
     uv run python -m session_management.07_session_admin.main show SESSION_ID
-    uv run python -m session_management.07_session_admin.main export SESSION_ID --output chat.jsonl
-    uv run python -m session_management.07_session_admin.main import chat.jsonl --session-id NEW_ID
+    uv run python -m session_management.07_session_admin.main export SESSION_ID --output .data/chat.jsonl
+    uv run python -m session_management.07_session_admin.main import .data/chat.jsonl --session-id NEW_ID
     uv run python -m session_management.07_session_admin.main purge --older-than 30d --dry-run
     uv run python -m session_management.07_session_admin.main stats --json
 
