@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import importlib
 import json
 import os
 import shutil
@@ -19,43 +18,15 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
-from session_management.common import OfflineModel
 from tests.conftest import PYTHON, REPO_ROOT
-
-app_module = importlib.import_module("session_management.05_web_service.app")
-USERS = {f"token-user-{n:03d}": f"user{n}" for n in range(60)}
-ALICE, BOB = "token-user-000", "token-user-001"
-
-
-def auth(token: str) -> dict[str, str]:
-    return {"Authorization": f"Bearer {token}"}
+from tests.web_service import ALICE, BOB, USERS, auth, new_conversation, say, service
 
 
 @pytest.fixture
 async def client(database_url: str) -> AsyncIterator[httpx.AsyncClient]:
-    app = app_module.create_app(database_url, USERS, OfflineModel())
-    async with app.router.lifespan_context(app):
-        transport = httpx.ASGITransport(app=app)
-        async with httpx.AsyncClient(transport=transport, base_url="http://test", timeout=60) as http:
-            http.app = app  # type: ignore[attr-defined]
-            yield http
-
-
-async def new_conversation(client: httpx.AsyncClient, token: str, title: str | None = None) -> str:
-    response = await client.post("/api/conversations", json={"title": title} if title else {}, headers=auth(token))
-    assert response.status_code == 201, response.text
-    conversation_id = response.json()["id"]
-    assert uuid.UUID(conversation_id).version == 4
-    return str(conversation_id)
-
-
-async def say(client: httpx.AsyncClient, token: str, conversation: str, message: str) -> str:
-    response = await client.post(f"/api/conversations/{conversation}/messages", json={"message": message},
-                                 headers=auth(token))
-    assert response.status_code == 200, response.text
-    return str(response.json()["reply"])
+    async with service(database_url) as http:
+        yield http
 
 
 async def stream(client: httpx.AsyncClient, token: str, conversation: str, message: str) -> tuple[list[str], str]:
@@ -193,7 +164,7 @@ async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_u
         await say(client, ALICE, chat, "My name is Alice.")
     response = await client.delete(f"/api/conversations/{doomed}", headers=auth(ALICE))
     assert response.status_code == 204
-    engine = client.app.state.engine  # type: ignore[attr-defined]
+    engine = client.app.state.db.engine  # type: ignore[attr-defined]
     async with engine.connect() as connection:
         async def count(table: str, chat: str) -> int:
             column = "id" if table == "conversations" else "session_id"
@@ -205,80 +176,10 @@ async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_u
     assert (await client.delete(f"/api/conversations/{doomed}", headers=auth(ALICE))).status_code == 404
 
 
-# --- a database outage, for real: a TCP proxy in front of the server that we cut and restore ---------------
-
-class TcpProxy:
-    """Forwards a loopback port to the database; `cut()` closes it and every connection through it."""
-
-    def __init__(self, target_host: str, target_port: int) -> None:
-        self.target = (target_host, target_port)
-        self.port = 0
-        self.server: asyncio.base_events.Server | None = None
-        self.writers: set[asyncio.StreamWriter] = set()
-
-    async def start(self) -> None:
-        self.server = await asyncio.start_server(self._handle, "127.0.0.1", self.port)
-        self.port = self.server.sockets[0].getsockname()[1]
-
-    async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        try:
-            upstream_reader, upstream_writer = await asyncio.open_connection(*self.target)
-        except OSError:
-            writer.close()
-            return
-        self.writers |= {writer, upstream_writer}
-
-        async def pipe(source: asyncio.StreamReader, sink: asyncio.StreamWriter) -> None:
-            try:
-                while data := await source.read(65536):
-                    sink.write(data)
-                    await sink.drain()
-            except (ConnectionError, OSError):
-                pass
-            finally:
-                sink.close()
-
-        await asyncio.gather(pipe(reader, upstream_writer), pipe(upstream_reader, writer))
-
-    async def cut(self) -> None:
-        assert self.server is not None
-        self.server.close()
-        for writer in list(self.writers):
-            writer.transport.abort()
-        self.writers.clear()
-        await self.server.wait_closed()
-
-    async def restore(self) -> None:
-        await self.start()  # same port again
-
-
-@pytest.mark.parametrize("backend", ["postgres", "mysql"])
-async def test_database_outage_gives_503_and_the_service_recovers(database_url: str) -> None:
-    url = make_url(database_url)
-    proxy = TcpProxy(url.host or "127.0.0.1", url.port or (5432 if url.get_backend_name() == "postgresql" else 3306))
-    await proxy.start()
-    proxied = url.set(host="127.0.0.1", port=proxy.port).render_as_string(hide_password=False)
-    app = app_module.create_app(proxied, USERS, OfflineModel())
-    async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t", timeout=30) as c:
-            chat = await new_conversation(c, ALICE)
-            await say(c, ALICE, chat, "My name is Alice.")
-            await proxy.cut()
-            down = await c.post(f"/api/conversations/{chat}/messages", json={"message": "What is my name?"},
-                                headers=auth(ALICE))
-            assert down.status_code == 503, down.text
-            assert down.json() == {"error": "the database is unavailable; please retry shortly"}
-            assert (await c.get("/api/health")).status_code == 503
-            await proxy.restore()
-            assert await say(c, ALICE, chat, "What is my name?") == "Your name is Alice."  # pre-ping reconnected
-    await proxy.cut()
-
-
 # --- the lesson as the README runs it, and the real server process -----------------------------------------
 
 def test_demo_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = subprocess.run([PYTHON, "-m", "session_management.05_web_service.main", "--database", database_url],
-                          cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180)
+    done = run_lesson05(lesson_env, "--database", database_url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "alice: What is my name?\n  agent: Your name is Alice." in out
@@ -360,6 +261,18 @@ def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None
     try:
         browser.get(running_server + "/")
         wait = WebDriverWait(browser, 30)
+        browser.execute_script("window.rejections = 0;"
+                               "addEventListener('unhandledrejection', () => { window.rejections += 1; });")
+        # CHAT_USERS is set: the page must not offer the demo token.
+        assert browser.find_element(By.ID, "token").get_attribute("value") == ""
+        # Buttons before signing in: a message on the page, not a silent failure.
+        browser.find_element(By.ID, "new").click()
+        browser.find_element(By.ID, "message").send_keys("Hello?")
+        browser.find_element(By.ID, "message").submit()
+        wait.until(lambda b: len(b.find_elements(By.CSS_SELECTOR, "p.error")) == 2)
+        assert all("Sign in first" in p.text for p in browser.find_elements(By.CSS_SELECTOR, "p.error"))
+        browser.find_element(By.ID, "message").clear()
+        browser.find_element(By.ID, "token").send_keys("alice-demo-token")
         browser.find_element(By.ID, "login").click()
         wait.until(lambda b: "Signed in as alice" in b.find_element(By.ID, "who").text)
         for message in ("My name is Ada.", "What is my name?"):
@@ -373,5 +286,29 @@ def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None
         assert replies[-1] == "assistant: Your name is Ada."
         wait.until(lambda b: b.find_elements(By.CSS_SELECTOR, "#conversations li"))
         assert browser.find_element(By.CSS_SELECTOR, "#conversations li").text == "My name is Ada."
+        assert browser.execute_script("return window.rejections;") == 0
     finally:
         browser.quit()
+
+
+# --- expected mistakes on the command line: one line on stderr, exit status 2 ----------------------------------
+
+def run_lesson05(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """Lesson 05 as a reader runs it (the one subprocess helper in this module)."""
+    return subprocess.run([PYTHON, "-m", "session_management.05_web_service.main", *args], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True, timeout=120)
+
+
+REFUSED = "postgresql+asyncpg://course:course@127.0.0.1:1/sessions"
+
+
+@pytest.mark.parametrize(("args", "message"), [
+    (["--database", REFUSED], "Cannot reach the database server"),
+    (["--serve", "--database", REFUSED], "Cannot reach the database server"),
+])
+def test_mistakes_end_in_one_clear_line(lesson_env: dict[str, str], args: list[str], message: str) -> None:
+    done = run_lesson05({**lesson_env, "CHAT_USERS": ""}, *args)
+    assert done.returncode == 2, (done.stdout, done.stderr)
+    assert message in done.stderr and "Traceback" not in done.stderr
+    assert "uvicorn" not in done.stderr.lower() and "Started server" not in done.stderr
+    # (--port and --host mistakes take the same exit path; tests/test_lesson_05_hostile.py checks them in process)

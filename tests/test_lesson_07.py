@@ -11,12 +11,13 @@ from pathlib import Path
 
 import pytest
 from agents.extensions.memory import SQLAlchemySession
-from sqlalchemy import update
+from sqlalchemy import text, update
 
 from session_management.common import create_engine, create_session_tables
 from tests.conftest import PYTHON, REPO_ROOT
 
 admin = importlib.import_module("session_management.07_session_admin.main")
+store = importlib.import_module("session_management.07_session_admin.store")
 BIG = {"role": "user", "content": "🚀 naïve 漢字 " + "x" * (1024 * 1024)}
 
 
@@ -35,10 +36,10 @@ async def seed(url: str, ages: dict[str, timedelta | None]) -> None:
             await SQLAlchemySession(session_id, engine=engine).add_items(
                 [{"role": "user", "content": f"hello from {session_id}"}, {"role": "assistant", "content": "hi"}])
         async with engine.begin() as connection:
-            now = await admin.database_now(connection)
+            now = await store.database_now(connection)
             for session_id, age in ages.items():
                 if age is not None:
-                    await connection.execute(update(admin.sessions).where(admin.sessions.c.session_id == session_id)
+                    await connection.execute(update(store.sessions).where(store.sessions.c.session_id == session_id)
                                              .values(created_at=now - age, updated_at=now - age))
     finally:
         await engine.dispose()
@@ -105,7 +106,7 @@ def test_export_import_round_trip_is_exact(database_url: str, tmp_path: Path,
     asyncio.run(write())
     exported, again = tmp_path / "orig.jsonl", tmp_path / "copy.jsonl"
     assert run(capsys, "export", "orig", "--output", str(exported), "--database", database_url)[0] == 0
-    assert len(exported.read_text(encoding="utf-8").splitlines()) == 3
+    assert len(exported.read_text(encoding="utf-8").splitlines()) == 1 + 3  # the header, then the items
     assert run(capsys, "import", str(exported), "--session-id", "copy", "--database", database_url)[0] == 0
     assert asyncio.run(items_of(database_url, "copy")) == items
     assert run(capsys, "export", "copy", "--output", str(again), "--database", database_url)[0] == 0
@@ -164,3 +165,97 @@ def test_errors_from_the_command_line(lesson_env: dict[str, str]) -> None:
                               env=lesson_env, capture_output=True, text=True, timeout=60)
         assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr
         assert "Traceback" not in done.stderr
+
+
+# --- hostile content, empty input, limits, timestamps ----------------------------------------------------------
+
+def test_show_and_list_render_control_characters_visibly(database_url: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = "\x1b[2J\x1b]0;pwned\x07\x1b[31mred\x9b1m \u202etxt.exe\r\nnext"
+    asyncio.run(seed(database_url, {f"evil\x1b[2J{hostile}": None}))
+    session_id = f"evil\x1b[2J{hostile}"
+
+    async def store_hostile() -> None:
+        engine = create_engine(database_url)
+        try:
+            await SQLAlchemySession(session_id, engine=engine).add_items([{"role": "user", "content": hostile}])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(store_hostile())
+    for argv in (["show", session_id], ["list"], ["stats"], ["show", session_id, "--json"], ["list", "--json"]):
+        code, out, _ = run(capsys, *argv, "--database", database_url)
+        assert code == 0, argv
+        assert not any(char in out for char in "\x1b\x07\x9b\u202e\r"), (argv, out)
+    code, out, _ = run(capsys, "show", session_id, "--database", database_url)
+    assert "user: \\x1b[2J\\x1b]0;pwned\\x07\\x1b[31mred\\x9b1m \\u202etxt.exe\\r\\nnext" in out  # visible, not lost
+
+
+def test_list_and_stats_on_an_empty_store_and_no_match(database_url: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    async def empty_tables() -> None:
+        engine = create_engine(database_url)
+        try:
+            await create_session_tables(engine)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(empty_tables())
+    code, out, err = run(capsys, "stats", "--database", database_url)
+    assert code == 0 and "sessions" in out and "Traceback" not in err
+    asyncio.run(seed(database_url, {"someone": None}))
+    for argv in (["list", "--prefix", "nope"], ["list", "--page", "9"], ["stats", "--top", "1"]):
+        code, out, err = run(capsys, *argv, "--database", database_url)
+        assert code == 0 and err == "", (argv, err)
+    code, out, _ = run(capsys, "list", "--prefix", "nope", "--database", database_url)
+    assert out.splitlines()[-1].startswith("page 1 of 1, 0 sessions")
+
+
+def test_import_refuses_a_file_without_items(database_url: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"someone": None}))
+    header_only = tmp_path / "header.jsonl"
+    header_only.write_text('{"agents_session_export":1,"created_at":"2026-01-01 00:00:00",'
+                           '"updated_at":"2026-01-01 00:00:00"}\n', encoding="utf-8")
+    for path in (tmp_path / "empty.jsonl", header_only):
+        if not path.exists():
+            path.write_text("", encoding="utf-8")
+        code, _, err = run(capsys, "import", str(path), "--session-id", "ghost", "--database", database_url)
+        assert code == 2 and "holds no session items" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "list", "--prefix", "ghost", "--json", "--database", database_url)
+    assert json.loads(out)["total"] == 0  # no empty session was created
+
+
+def test_export_import_keeps_the_session_times(database_url: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"old": timedelta(days=90)}))
+    exported = tmp_path / "nested" / "old.jsonl"  # the folder is created
+    assert run(capsys, "export", "old", "--output", str(exported), "--database", database_url)[0] == 0
+    assert run(capsys, "import", str(exported), "--session-id", "restored", "--database", database_url)[0] == 0
+    code, out, _ = run(capsys, "list", "--json", "--database", database_url)
+    listed = {s["session_id"]: s for s in json.loads(out)["sessions"]}
+    assert listed["restored"]["last_activity"] == listed["old"]["last_activity"]
+    assert listed["restored"]["first_activity"] == listed["old"]["first_activity"]
+    code, out, _ = run(capsys, "purge", "--older-than", "30d", "--dry-run", "--json", "--database", database_url)
+    assert sorted(json.loads(out)["session_ids"]) == ["old", "restored"]  # restored old is still old
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_an_item_larger_than_max_allowed_packet_names_the_setting(database_url: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"someone": None}))
+
+    async def packet_limit() -> int:
+        engine = create_engine(database_url)
+        try:
+            async with engine.connect() as connection:
+                return int(await connection.scalar(text("SELECT @@max_allowed_packet")))
+        finally:
+            await engine.dispose()
+
+    huge = tmp_path / "huge.jsonl"
+    item = json.dumps({"role": "user", "content": "x" * (asyncio.run(packet_limit()) + 1)})
+    huge.write_text('{"role":"user","content":"small"}\n' + item + "\n", encoding="utf-8")
+    code, _, err = run(capsys, "import", str(huge), "--session-id", "huge", "--database", database_url)
+    assert code == 2 and "huge.jsonl:2:" in err and "max_allowed_packet" in err, err
+    assert asyncio.run(items_of(database_url, "huge")) == []  # nothing imported

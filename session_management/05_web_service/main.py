@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import contextlib
+import ipaddress
 import json
 import os
 import socket
@@ -26,6 +28,7 @@ from session_management.common import (
     lesson_parser,
     load_env,
     note,
+    open_database,
     redact,
     resolve_database_url,
     run_lesson,
@@ -45,10 +48,37 @@ def configured_users() -> tuple[dict[str, str], bool]:
     for entry in filter(None, (part.strip() for part in (raw or DEMO_USERS).split(","))):
         name, _, token = entry.partition(":")
         if not name or len(token) < 8:
-            raise CourseError(f"CHAT_USERS entry {entry!r} is not name:token with a token of 8+ characters.",
+            raise CourseError(f"CHAT_USERS entry for {name or '?'!r} is not name:token with a token of 8+ characters.",
                               "set CHAT_USERS=alice:<long random token>,bob:<another one>")
+        if token in users:  # one token, two users: whoever logs in with it would be the later one
+            raise CourseError(f"CHAT_USERS gives {users[token]!r} and {name!r} the same token.",
+                              "give every user a token of their own")
         users[token] = name
     return users, not raw
+
+
+def check_exposure(host: str, demo_tokens: bool) -> None:
+    """The demo tokens are printed in the README: refuse them on any interface but loopback."""
+    loopback = host == "localhost"
+    with contextlib.suppress(ValueError):
+        loopback = loopback or ipaddress.ip_address(host).is_loopback
+    if demo_tokens and not loopback:
+        raise CourseError(f"--host {host} would serve the published demo tokens beyond this machine.",
+                          "set CHAT_USERS=alice:<long random token>,... (environment or .env), or keep the "
+                          "default --host 127.0.0.1")
+
+
+def port_number(value: str) -> int:
+    """An argparse type: a TCP port, 1 to 65535."""
+    if not value.isdigit() or not 1 <= int(value) <= 65535:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a TCP port (1 to 65535)")
+    return int(value)
+
+
+async def preflight(url: str) -> None:
+    """Prove the database answers before uvicorn starts, so a mistake is one line, not uvicorn's traceback."""
+    async with open_database(url, create_tables=False):
+        pass
 
 
 def free_port() -> int:
@@ -160,27 +190,35 @@ async def main(args: argparse.Namespace) -> None:
     url = resolve_database_url(args.database)
     heading("Lesson 05: a multi-user chat service")
     print(f"model   : {choice.description}\ndatabase: {redact(url)}")
+    await preflight(url)
     await run_demo(url)
 
 
 def serve(args: argparse.Namespace) -> None:
     users, demo_tokens = configured_users()
+    check_exposure(args.host, demo_tokens)
     url = resolve_database_url(args.database)
     choice = choose_model()
+    app = create_app(url, users, choice.model, demo_token="alice-demo-token" if demo_tokens else None)
+    asyncio.run(preflight(url))
     print(f"model   : {choice.description}\ndatabase: {redact(url)}\nusers   : {', '.join(sorted(users.values()))}")
     if demo_tokens:
         print(f"WARNING: CHAT_USERS is not set; using the demo tokens ({DEMO_USERS}). Never in production.",
               file=sys.stderr)
     print(f"open http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
-    uvicorn.run(create_app(url, users, choice.model), host=args.host, port=args.port, log_level="info")
+    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
 
 
-if __name__ == "__main__":
+def build_parser() -> argparse.ArgumentParser:
     parser = lesson_parser("Lesson 05: a multi-user chat service")
     parser.add_argument("--serve", action="store_true", help="run the service instead of the demo")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port for --serve (default 8000)")
-    arguments = parser.parse_args()
+    parser.add_argument("--port", type=port_number, default=8000, help="port for --serve (default 8000)")
+    return parser
+
+
+if __name__ == "__main__":
+    arguments = build_parser().parse_args()
     if arguments.serve:
         try:
             serve(arguments)

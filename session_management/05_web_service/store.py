@@ -1,51 +1,27 @@
-"""The `conversations` table: who owns which conversation, which the SDK's tables cannot say.
+"""Queries on the `conversations` table (defined once in `session_management.common.conversations`).
 
 The SDK stores items per session id and nothing else: no owner, no title, no way to list a user's
 conversations. This table sits next to the SDK's tables in the same database; a conversation's id is also its
-SDK session id, so one uuid ties the two together.
+SDK session id. Every function runs under the database deadline (see `database.py`).
 """
 
 from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
-from sqlalchemy import (
-    Column,
-    DateTime,
-    Index,
-    MetaData,
-    String,
-    Table,
-    and_,
-    delete,
-    func,
-    insert,
-    select,
-    update,
-)
-from sqlalchemy.dialects.mysql import DATETIME as MYSQL_DATETIME
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import MetaData, and_, delete, func, insert, select, update
 
 from session_management.common import create_session_tables
-from session_management.common.schema import MESSAGES_TABLE, SESSIONS_TABLE
+from session_management.common.conversations import DEFAULT_TITLE, TITLE_LENGTH, conversations_table
+from session_management.common.schema import session_tables
 
-_TIME = DateTime().with_variant(MYSQL_DATETIME(fsp=6), "mysql", "mariadb")
+from .database import Database
+
 metadata = MetaData()
-conversations = Table(
-    "conversations",
-    metadata,
-    Column("id", String(36), primary_key=True),  # uuid4: random, so ids reveal nothing and cannot be guessed
-    Column("owner", String(255), nullable=False),
-    Column("title", String(200), nullable=False),
-    # Microseconds everywhere (MySQL's DATETIME defaults to whole seconds), so "newest first" is stable.
-    Column("created_at", _TIME, nullable=False),
-    Column("updated_at", _TIME, nullable=False),
-    Index("idx_conversations_owner_updated", "owner", "updated_at"),
-    mysql_charset="utf8mb4",
-)
-DEFAULT_TITLE = "New conversation"
+conversations = conversations_table(metadata)
+sdk_sessions, sdk_messages = session_tables(MetaData())
 
 
 @dataclass(frozen=True)
@@ -62,37 +38,43 @@ class Conversation:
 
 
 def _now() -> datetime:
-    # Naive UTC, like the SDK's CURRENT_TIMESTAMP columns on a UTC server.
-    return datetime.utcnow().replace(tzinfo=None)  # noqa: DTZ003
+    return datetime.now(UTC).replace(tzinfo=None)  # naive UTC, like the SDK's CURRENT_TIMESTAMP on a UTC server
 
 
-async def prepare(engine: AsyncEngine) -> None:
+async def prepare(db: Database) -> None:
     """Create the SDK's tables (the course's helper, correct on MySQL) and ours, if missing."""
-    await create_session_tables(engine)
-    async with engine.begin() as connection:
+    await create_session_tables(db.engine)
+    async with db.engine.begin() as connection:
         await connection.run_sync(metadata.create_all)
 
 
-async def create(engine: AsyncEngine, owner: str, title: str | None = None) -> Conversation:
+async def create(db: Database, owner: str, title: str | None = None) -> Conversation:
+    """A new conversation, and its SDK session row in the same transaction.
+
+    Creating the session row here, before anyone can send to the conversation, is lesson 02's cure for racing
+    first writes: on MySQL/MariaDB, simultaneous first messages to a session whose row does not exist yet
+    deadlock inside the SDK's ``add_items`` (InnoDB error 1213). With the row in place they queue on its lock.
+    """
     now = _now()
-    row = Conversation(str(uuid.uuid4()), owner, (title or DEFAULT_TITLE)[:200], now, now)
-    async with engine.begin() as connection:
+    row = Conversation(str(uuid.uuid4()), owner, (title or DEFAULT_TITLE)[:TITLE_LENGTH], now, now)
+    async with db.deadline(), db.engine.begin() as connection:
         await connection.execute(insert(conversations).values(
             id=row.id, owner=row.owner, title=row.title, created_at=now, updated_at=now))
+        await connection.execute(insert(sdk_sessions).values(session_id=row.id))
     return row
 
 
-async def get(engine: AsyncEngine, owner: str, conversation_id: str) -> Conversation | None:
+async def get(db: Database, owner: str, conversation_id: str) -> Conversation | None:
     """The conversation if *owner* owns it; None otherwise, whether it exists or not."""
-    async with engine.connect() as connection:
+    async with db.deadline(), db.engine.connect() as connection:
         row = (await connection.execute(select(conversations).where(
             and_(conversations.c.id == conversation_id, conversations.c.owner == owner)))).first()
     return Conversation(**row._mapping) if row else None
 
 
-async def list_for(engine: AsyncEngine, owner: str, limit: int, offset: int) -> tuple[list[Conversation], int]:
+async def list_for(db: Database, owner: str, limit: int, offset: int) -> tuple[list[Conversation], int]:
     """One page of *owner*'s conversations, most recently active first, and their total count."""
-    async with engine.connect() as connection:
+    async with db.deadline(), db.engine.connect() as connection:
         rows = (await connection.execute(
             select(conversations).where(conversations.c.owner == owner)
             .order_by(conversations.c.updated_at.desc(), conversations.c.id.desc())
@@ -102,28 +84,25 @@ async def list_for(engine: AsyncEngine, owner: str, limit: int, offset: int) -> 
     return [Conversation(**row._mapping) for row in rows], int(total or 0)
 
 
-async def touch(engine: AsyncEngine, conversation_id: str, title: str | None = None) -> None:
+async def touch(db: Database, conversation_id: str, title: str | None = None) -> None:
     values: dict[str, object] = {"updated_at": _now()}
     if title is not None:
-        values["title"] = title[:200]
-    async with engine.begin() as connection:
+        values["title"] = title[:TITLE_LENGTH]
+    async with db.deadline(), db.engine.begin() as connection:
         await connection.execute(update(conversations).where(conversations.c.id == conversation_id).values(**values))
 
 
-async def delete_conversation(engine: AsyncEngine, owner: str, conversation_id: str) -> bool:
+async def delete_conversation(db: Database, owner: str, conversation_id: str) -> bool:
     """Delete the conversation and its SDK history in one transaction. False if *owner* has no such one.
 
     Messages are deleted explicitly: on SQLite the SDK does not enable foreign keys, so deleting only the
     session row would leave its messages behind.
     """
-    sdk = MetaData()
-    messages = Table(MESSAGES_TABLE, sdk, Column("session_id", String(255)))
-    sessions = Table(SESSIONS_TABLE, sdk, Column("session_id", String(255)))
-    async with engine.begin() as connection:
+    async with db.deadline(), db.engine.begin() as connection:
         owned = await connection.execute(delete(conversations).where(
             and_(conversations.c.id == conversation_id, conversations.c.owner == owner)))
         if owned.rowcount == 0:
             return False
-        await connection.execute(delete(messages).where(messages.c.session_id == conversation_id))
-        await connection.execute(delete(sessions).where(sessions.c.session_id == conversation_id))
+        await connection.execute(delete(sdk_messages).where(sdk_messages.c.session_id == conversation_id))
+        await connection.execute(delete(sdk_sessions).where(sdk_sessions.c.session_id == conversation_id))
     return True

@@ -1,20 +1,20 @@
 """Alembic environment for the course: async engine, URL from the course's settings.
 
 `target_metadata` describes the schema the migrations must produce, built from the same definitions the
-lessons use (the SDK's tables via `session_management.common.schema`, lesson 05's `conversations` table), so
-`alembic check` reports any drift between them and the database.
+lessons use (the SDK's tables from `session_management.common.schema`, the `conversations` table from
+`session_management.common.conversations`), so `alembic check` reports any drift between them and the database.
 """
 
 from __future__ import annotations
 
 import asyncio
-import importlib
 from logging.config import fileConfig
 
 from alembic import context
 from sqlalchemy import Connection, MetaData
 
 from session_management.common import create_engine, resolve_database_url
+from session_management.common.conversations import conversations_table
 from session_management.common.schema import mysql_session_id_collation, session_tables
 
 config = context.config
@@ -34,8 +34,7 @@ def target_metadata(connection: Connection) -> MetaData:
     if connection.dialect.name in ("mysql", "mariadb"):
         collation = mysql_session_id_collation(connection)
     session_tables(metadata, session_id_collation=collation)
-    conversations = importlib.import_module("session_management.05_web_service.store").conversations
-    conversations.to_metadata(metadata)
+    conversations_table(metadata)
     return metadata
 
 

@@ -1,0 +1,143 @@
+"""The endpoints. Each declares what it needs (see `dependencies.py`) and does only its own work.
+
+    GET    /api/health                                   200 if the database answers within CHAT_HEALTH_TIMEOUT
+    GET    /api/me                                       who the token belongs to
+    POST   /api/conversations                            create one          {"title": optional}
+    GET    /api/conversations?limit=&offset=             mine, newest first
+    GET    /api/conversations/{id}                       one of mine
+    GET    /api/conversations/{id}/history               its items, oldest first
+    POST   /api/conversations/{id}/messages              send a message      {"message": "..."} -> reply
+    POST   /api/conversations/{id}/messages/stream       the same, as server-sent events
+    POST   /api/conversations/{id}/undo                  remove the last turn
+    DELETE /api/conversations/{id}                       delete it and its history
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator
+from typing import Annotated, Any
+
+from agents import Agent, Runner
+from fastapi import APIRouter, Depends, HTTPException, Query, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from sqlalchemy import text
+
+from session_management.common import item_line
+from session_management.common.conversations import DEFAULT_TITLE
+
+from . import store
+from .dependencies import DB, NewConversation, NewMessage, OwnedConversation, Session, User
+from .errors import describe, failure_response, logger, unavailable_response
+from .turn import TurnSession
+
+router = APIRouter(prefix="/api")
+MAX_OFFSET = 1_000_000  # a bound, so a huge offset is a 422 and never reaches the database
+
+
+def the_agent(request: Request) -> Agent:
+    return request.app.state.agent  # type: ignore[no-any-return]
+
+
+AgentDep = Annotated[Agent, Depends(the_agent)]
+
+
+@router.get("/health")
+async def health(db: DB) -> Any:
+    async def select_one() -> None:
+        async with db.engine.connect() as connection:
+            await connection.execute(text("SELECT 1"))
+
+    # A task of its own, so the answer does not wait for a frozen connection's clean-up after the timeout
+    # (SQLAlchemy shields closing a connection from cancellation); the clean-up finishes in the background.
+    check = asyncio.create_task(select_one())
+    check.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved: no warning
+    done, _ = await asyncio.wait({check}, timeout=db.timeouts.health)
+    if not done or check.exception() is not None:
+        check.cancel()
+        logger.warning("health check failed: %s", describe(check.exception()) if done else "no answer in time")
+        return unavailable_response()
+    return {"status": "ok"}
+
+
+@router.get("/me")
+async def me(user: User) -> dict[str, str]:
+    return {"user": user}
+
+
+@router.post("/conversations", status_code=201)
+async def create_conversation(db: DB, user: User, body: NewConversation | None = None) -> dict[str, str]:
+    return (await store.create(db, user, body.title if body else None)).to_json()
+
+
+@router.get("/conversations")
+async def list_conversations(
+    db: DB, user: User,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+) -> dict[str, Any]:
+    page, total = await store.list_for(db, user, limit, offset)
+    next_offset = offset + len(page) if offset + len(page) < total else None
+    return {"items": [c.to_json() for c in page], "total": total, "next_offset": next_offset}
+
+
+@router.get("/conversations/{conversation_id}")
+async def get_conversation(conversation: OwnedConversation) -> dict[str, str]:
+    return conversation.to_json()
+
+
+@router.get("/conversations/{conversation_id}/history")
+async def history(session: Session) -> dict[str, Any]:
+    items = await session.get_items()
+    return {"items": items, "lines": [item_line(item) for item in items]}
+
+
+async def finish_turn(db: DB, session: TurnSession, conversation: store.Conversation, message: str) -> None:
+    """Store the turn (one transaction), then date the conversation and give it a title from its first message."""
+    await session.save()
+    await store.touch(db, conversation.id, message[:60] if conversation.title == DEFAULT_TITLE else None)
+
+
+@router.post("/conversations/{conversation_id}/messages")
+async def send(db: DB, agent: AgentDep, conversation: OwnedConversation, session: Session,
+               body: NewMessage) -> dict[str, str]:
+    result = await Runner.run(agent, body.message, session=session)
+    await finish_turn(db, session, conversation, body.message)
+    return {"reply": str(result.final_output)}
+
+
+@router.post("/conversations/{conversation_id}/messages/stream")
+async def send_streamed(db: DB, agent: AgentDep, conversation: OwnedConversation, session: Session,
+                        body: NewMessage) -> StreamingResponse:
+    async def events() -> AsyncIterator[str]:
+        result = Runner.run_streamed(agent, body.message, session=session)
+        try:
+            async for event in result.stream_events():
+                if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
+                    yield f"event: delta\ndata: {json.dumps({'text': event.data.delta})}\n\n"
+            await finish_turn(db, session, conversation, body.message)
+            yield f"event: done\ndata: {json.dumps({'reply': str(result.final_output)})}\n\n"
+        except Exception as error:  # noqa: BLE001 - the status line is sent: report in-band, in the same shape
+            answer: JSONResponse = failure_response(error, "stream")
+            yield f"event: error\ndata: {answer.body.decode()}\n\n"
+
+    return StreamingResponse(events(), media_type="text/event-stream",
+                             headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
+
+
+@router.post("/conversations/{conversation_id}/undo")
+async def undo(session: Session) -> dict[str, Any]:
+    removed = []
+    while (item := await session.pop_item()) is not None:  # back to and including the user's message
+        removed.insert(0, item)
+        if isinstance(item, dict) and item.get("role") == "user":
+            break
+    return {"removed": len(removed), "lines": [item_line(item) for item in removed]}
+
+
+@router.delete("/conversations/{conversation_id}", status_code=204)
+async def delete(db: DB, user: User, conversation: OwnedConversation) -> Response:
+    if not await store.delete_conversation(db, user, conversation.id):
+        raise HTTPException(404, "conversation not found")
+    return Response(status_code=204)
+
