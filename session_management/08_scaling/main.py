@@ -132,7 +132,7 @@ def compare(expected: list[str], found: list[str], unsure: set[str]) -> tuple[in
     duplicated = sum(count - (1 if item in unsure and item not in wanted else 0)
                      for item, count in (got - wanted).items())
     confirmed = [item for item in found if item in wanted]
-    return lost, duplicated, lost == 0 and confirmed != expected
+    return lost, duplicated, lost == 0 and duplicated == 0 and confirmed != expected
 
 
 @dataclass
@@ -297,13 +297,11 @@ def print_table(results: list[Result]) -> None:
         growth.setdefault((r.database, r.store, r.read), []).append(r)
     lines = []
     for (database, store, read), rows in sorted(growth.items()):
-        rows = sorted((r for r in rows if r.concurrency == max(x.concurrency for x in rows if x.history)),
-                      key=lambda r: r.history) if any(r.history for r in rows) else []
+        rows = sorted((r for r in rows if r.history), key=lambda r: r.history)
         if len(rows) >= 2:
             first, last = rows[0], rows[-1]
             lines.append(f"{database} {store} {read}: {first.turns_per_s:.0f} turns/s at history {first.history}, "
-                         f"{last.turns_per_s:.0f} at {last.history} ({first.turns_per_s / last.turns_per_s:.1f}x "
-                         "slower)")
+                         f"{last.turns_per_s:.0f} at {last.history} ({last.turns_per_s / first.turns_per_s:.2f}x)")
     if lines:
         print("\ncost against history length (C=" + str(max(r.concurrency for r in results if r.history)) + "):")
         print("\n".join(lines))
@@ -315,6 +313,8 @@ def plot(results: list[Result], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    names = [*STORES, *PEERS]
+    color = {name: plt.get_cmap("tab10")(names.index(name) % 10) for name in names}  # one colour per store
     databases = sorted({r.database for r in results if r.history})
     rows = 2 if databases else 1
     figure, axes = plt.subplots(rows, max(2, len(databases)), figsize=(13, 4.6 * rows), squeeze=False)
@@ -326,10 +326,11 @@ def plot(results: list[Result], path: Path) -> None:
     for (database, store), points in sorted(series.items()):
         points.sort(key=lambda r: r.concurrency)
         style = "-" if database == "postgresql" else "--" if database == "mysql" else ":"
-        label = f"{store} ({database})"
+        label = f"{store} ({database}{', dashed' if database == 'mysql' else ''})"
         throughput.plot([r.concurrency for r in points], [r.turns_per_s for r in points], style, marker="o",
-                        label=label)
-        p99.plot([r.concurrency for r in points], [r.p99_ms for r in points], style, marker="o", label=label)
+                        label=label, color=color[store])
+        p99.plot([r.concurrency for r in points], [r.p99_ms for r in points], style, marker="o", label=label,
+                 color=color[store])
     for axis, title, unit in ((throughput, "throughput (history 0)", "turns/s"),
                               (p99, "p99 latency per turn (history 0)", "ms")):
         axis.set_xscale("log")
@@ -347,7 +348,7 @@ def plot(results: list[Result], path: Path) -> None:
         for (store, read), points in sorted(by_store.items()):
             points.sort(key=lambda r: r.history)
             axis.plot([r.history for r in points], [r.turns_per_s for r in points], "-" if read == "full" else "--",
-                      marker="o", label=f"{store} ({read})")
+                      marker="o", label=f"{store} ({read})", color=color[store])
         axis.set_xscale("log")
         axis.set_yscale("log")
         axis.set_xlabel("items in the conversation before the turns")
