@@ -26,6 +26,7 @@ QUERIES = {
         "synchronous": "PRAGMA synchronous",
     },
 }
+QUERIES["mariadb"] = QUERIES["mysql"]  # a mariadb+aiomysql:// URL
 
 
 async def server_settings(engine: AsyncEngine) -> dict[str, str]:
@@ -44,9 +45,9 @@ def durability_problems(dialect: str, settings: dict[str, str]) -> list[str]:
         for name in ("fsync", "synchronous_commit", "full_page_writes"):
             if settings.get(name) == "off":
                 problems.append(f"{name}=off")
-    elif dialect == "mysql":
+    elif dialect in ("mysql", "mariadb"):
         if settings.get("innodb_flush_log_at_trx_commit") != "1":
             problems.append(f"innodb_flush_log_at_trx_commit={settings.get('innodb_flush_log_at_trx_commit')}")
-        if settings.get("innodb_doublewrite") in ("0", "OFF"):
+        if settings.get("innodb_doublewrite") in ("0", "OFF", "DETECT_ONLY"):
             problems.append("innodb_doublewrite=0")
     return problems

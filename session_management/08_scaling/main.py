@@ -83,7 +83,7 @@ class Cell:
 
 
 class Progress:
-    """A one-line progress bar on stderr (redrawn on a terminal, a line per 25% otherwise)."""
+    """A one-line progress bar on stderr (redrawn on a terminal, a line per 5% otherwise)."""
 
     def __init__(self, total: int) -> None:
         self.total, self.done, self.started = total, 0, time.monotonic()
@@ -99,10 +99,10 @@ class Progress:
             if self.done == self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
-        elif int(fraction * 4) > self.last_quarter:
-            self.last_quarter = int(fraction * 4)
+        elif int(fraction * 20) > self.last_quarter:
+            self.last_quarter = int(fraction * 20)
             print(f"progress: {self.done}/{self.total} turns ({fraction:.0%}, "
-                  f"{time.monotonic() - self.started:.0f} s)", file=sys.stderr, flush=True)
+                  f"{time.monotonic() - self.started:.0f} s) {label}", file=sys.stderr, flush=True)
 
 
 class _Silent(Progress):
