@@ -96,6 +96,9 @@ class _Faulty:
         kept = {"lose": items[:1], "double": items + items[-1:], "swap": items[::-1], "none": items}[self.fault]
         self.saved.setdefault(self.session_id, []).extend(kept)
 
+    async def clear_session(self) -> None:
+        self.saved.pop(self.session_id, None)
+
 
 @pytest.mark.parametrize(("fault", "lost", "duplicated", "misordered"),
                          [("none", 0, 0, 0), ("lose", 16, 0, 0), ("double", 0, 12, 0), ("swap", 0, 0, 4)])

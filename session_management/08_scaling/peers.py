@@ -61,6 +61,9 @@ class _LangChain:
         await self.history.aadd_messages([(HumanMessage if item["role"] == "user" else AIMessage)(item["content"])
                                           for item in items])
 
+    async def clear_session(self) -> None:
+        await self.history.aclear()
+
 
 async def _open_langchain(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
     require("langchain")
@@ -119,6 +122,9 @@ class _Adk:
         for item in items:
             await self.service.append_event(self.session, self._event(item))
 
+    async def clear_session(self) -> None:
+        await self.service.delete_session(app_name=ADK_APP, user_id=self.session_id, session_id=self.session_id)
+
     async def prefill(self, items: list[dict[str, Any]]) -> None:
         """Untimed set-up of a long history. append_event would take one transaction per item (a 1,000-item
         history for 100 conversations is 100,000 of them), so this writes ADK's own rows in one transaction."""
@@ -167,6 +173,9 @@ class _LlamaIndex:
 
         for item in items:
             await self.store.async_add_message(self.key, ChatMessage(role=item["role"], content=item["content"]))
+
+    async def clear_session(self) -> None:
+        await self.store.adelete_messages(self.key)
 
     async def prefill(self, items: list[dict[str, Any]]) -> None:
         from llama_index.core.llms import ChatMessage

@@ -24,6 +24,7 @@ class TurnStore(Protocol):
 
     async def get_items(self, limit: int | None = None) -> list[Any]: ...
     async def add_items(self, items: list[Any]) -> None: ...
+    async def clear_session(self) -> None: ...
 
 
 StoreFactory = Callable[[str], TurnStore]
@@ -104,6 +105,22 @@ class _RawSession:
                 rows = await (await d.pool.execute(sql.format("?"), (sid,))).fetchall()
         items = [json.loads(row[0]) for row in rows]
         return items if limit is None else items[::-1]
+
+    async def clear_session(self) -> None:
+        d, sid = self.driver, self.session_id
+        if d.backend == "postgresql":
+            async with d.pool.acquire() as connection:
+                await connection.execute("DELETE FROM agent_sessions WHERE session_id = $1", sid)  # cascades
+        elif d.backend in ("mysql", "mariadb"):
+            async with d.pool.acquire() as connection:
+                async with connection.cursor() as cursor:
+                    await cursor.execute("DELETE FROM agent_messages WHERE session_id = %s", (sid,))
+                    await cursor.execute("DELETE FROM agent_sessions WHERE session_id = %s", (sid,))
+                await connection.commit()
+        else:
+            async with d.lock:
+                await d.pool.execute("DELETE FROM agent_messages WHERE session_id = ?", (sid,))
+                await d.pool.execute("DELETE FROM agent_sessions WHERE session_id = ?", (sid,))
 
     async def add_items(self, items: list[Any]) -> None:
         d, sid = self.driver, self.session_id
