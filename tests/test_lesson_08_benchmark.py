@@ -55,6 +55,15 @@ async def test_every_store_and_peer_keeps_every_message(database_url: str) -> No
         assert r.turns == 3 * 2 and r.checked == 3 * (r.history + 2 * 2), r  # exact: nothing missing, nothing extra
     backend = make_url(database_url).get_backend_name()
     assert {"langchain", "adk"} <= set(names) and ("llamaindex" in names) == (backend == "postgresql")
+    engine = create_engine(database_url)
+    try:  # every run cleared its conversations, so the next store starts from the same tables
+        async with engine.connect() as connection:
+            tables = ["agent_messages", "message_store", "events"] + (["chatstore"] if backend == "postgresql" else [])
+            counts = {table: (await connection.execute(text(f"SELECT COUNT(*) FROM {table}"))).scalar()
+                      for table in tables}
+        assert counts == dict.fromkeys(tables, 0)
+    finally:
+        await engine.dispose()
 
 
 async def test_each_adapter_reads_all_or_the_last_items(database_url: str) -> None:
