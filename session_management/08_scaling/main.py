@@ -135,6 +135,13 @@ def compare(expected: list[str], found: list[str], unsure: set[str]) -> tuple[in
     return lost, duplicated, lost == 0 and duplicated == 0 and confirmed != expected
 
 
+def close_store(store: TurnStore) -> None:
+    """Close a store object that holds a connection of its own (the SDK's SQLiteSession)."""
+    closer = getattr(store, "close", None)
+    if closer is not None:
+        closer()
+
+
 @dataclass
 class Run:
     latencies: list[float]
@@ -179,19 +186,21 @@ async def run_store(factory: StoreFactory, cell: Cell, turns: int, limit: int, p
                 if run.errors <= 3:
                     print(f"\n{label}: {type(error).__name__}: {str(error)[:200]}", file=sys.stderr)
             progress.advance(label)
-        close = getattr(store, "close", None)
-        if close is not None:
-            close()
+        close_store(store)
 
     async def verify(session_id: str) -> None:
-        found = [item["content"] for item in await factory(session_id).get_items()]
+        reader = factory(session_id)
+        found = [item["content"] for item in await reader.get_items()]
+        close_store(reader)
         lost, duplicated, misordered = compare(written[session_id], found, unsure[session_id])
         run.checked += len(found)
         run.lost, run.duplicated, run.misordered = run.lost + lost, run.duplicated + duplicated, \
             run.misordered + misordered
 
     async def clear(session_id: str) -> None:
-        await factory(session_id).clear_session()
+        store = factory(session_id)
+        await store.clear_session()
+        close_store(store)
 
     conversations = await asyncio.gather(*(prepare(n) for n in range(cell.concurrency)))
     started = time.perf_counter()
