@@ -169,6 +169,13 @@ async def test_a_server_that_does_not_flush_commits_is_refused(database_url: str
         await engine.dispose()
 
 
+@pytest.mark.parametrize(("values", "zero"), [(["-1"], True), (["0"], False), (["10,x"], False)])
+def test_bad_numbers_are_refused_with_an_example(values: list[str], zero: bool) -> None:
+    with pytest.raises(CourseError, match="use e.g."):
+        bench.int_list(values, [], zero=zero)
+    assert bench.int_list(["0,10", "100"], [], zero=True) == [0, 10, 100]
+
+
 def test_a_missing_peer_names_its_dependency_group(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(peers.REQUIREMENTS, "langchain", ("no_such_module_for_the_test", "peers-langchain"))
     with pytest.raises(CourseError, match="uv sync --group peers.*--group peers-langchain"):
