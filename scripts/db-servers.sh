@@ -11,8 +11,10 @@
 # Needs the server binaries (Debian/Ubuntu: apt-get install postgresql mariadb-server). Data lives in
 # $DB_SERVERS_DIR (default /tmp/session_management-db); delete it to start from scratch. Ports: $POSTGRES_PORT
 # (default 5432) and $MYSQL_PORT (default 3306). Progress goes to stderr and only the export lines to stdout.
-# These servers trade durability for speed (PostgreSQL fsync/synchronous_commit/full_page_writes off, InnoDB
-# flush-at-commit and doublewrite off): a crash of the machine can corrupt them. They are for lessons and
+# Durable by default, like a real server (PostgreSQL fsync, synchronous_commit and full_page_writes on; InnoDB
+# flushing its log at every commit, doublewrite on): lesson 08's benchmark measures what production pays.
+# DB_SERVERS_FAST=1 trades that for speed (all of them off): a crash of the machine can then lose or corrupt
+# data, and benchmark numbers are flattered (the benchmark warns). Either way the servers are for lessons and
 # tests, never for data you want to keep.
 set -euo pipefail
 
@@ -28,6 +30,13 @@ MY_DIR="$BASE_DIR/mysql"
 # Debian system and needs no account of its own). Not root: the servers run as you.
 RUN_AS=${DB_SERVERS_USER:-nobody}
 READY_TIMEOUT=${DB_SERVERS_TIMEOUT:-60}  # seconds to wait for a server to accept connections
+if [ "${DB_SERVERS_FAST:-0}" = 1 ]; then
+  PG_DURABILITY="-c fsync=off -c synchronous_commit=off -c full_page_writes=off"
+  MY_DURABILITY="--innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0"
+else
+  PG_DURABILITY="-c fsync=on -c synchronous_commit=on -c full_page_writes=on"
+  MY_DURABILITY="--innodb-flush-log-at-trx-commit=1 --innodb-doublewrite=1"
+fi
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
@@ -113,7 +122,7 @@ start_postgres() {
   # pg_ctl -w waits until the server accepts connections (or gives up after the timeout).
   as_server_user "$bin/pg_ctl" -D "$PG_DIR/data" -l "$PG_DIR/server.log" -w -t "$READY_TIMEOUT" start \
     -o "-c listen_addresses=127.0.0.1 -c port=$PG_PORT -c unix_socket_directories=$PG_DIR \
-        -c max_connections=300 -c fsync=off -c synchronous_commit=off -c full_page_writes=off" >/dev/null \
+        -c max_connections=300 $PG_DURABILITY" >/dev/null \
     || { tail -n 20 "$PG_DIR/server.log" >&2; die "postgres: did not start within ${READY_TIMEOUT}s (log above: $PG_DIR/server.log)"; }
   # ... and over TCP on loopback, the way the lessons connect.
   local waited=0
@@ -190,7 +199,7 @@ start_mysql() {
   as_server_user setsid -w "$server" --no-defaults --datadir="$MY_DIR/data" --socket="$MY_DIR/mysqld.sock" \
     --pid-file="$MY_DIR/server.pid" --port="$MY_PORT" --bind-address=127.0.0.1 --skip-log-bin --skip-name-resolve \
     --character-set-server=utf8mb4 --collation-server=utf8mb4_unicode_ci --max-connections=1200 \
-    --max-allowed-packet=64M --innodb-flush-log-at-trx-commit=0 --innodb-doublewrite=0 \
+    --max-allowed-packet=64M $MY_DURABILITY \
     --innodb-buffer-pool-size=256M --log-error="$MY_DIR/server.log" </dev/null >/dev/null 2>&1 &
   local launcher=$! client; client=$(my_client)
   local tries=$((READY_TIMEOUT * 2))

@@ -105,36 +105,51 @@ def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: 
     asyncio.run(verify())
 
 
+def run_benchmark(lesson_env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
+    """The benchmark as a user runs it (one place, so it can move to the shared lesson runner)."""
+    return subprocess.run([PYTHON, "-m", "session_management.08_scaling.main", *arguments], cwd=REPO_ROOT,
+                          env=lesson_env, capture_output=True, text=True, timeout=120)
+
+
 def test_the_offline_benchmark_keeps_its_json_contract(lesson_env: dict[str, str], tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     plot = tmp_path / "results.png"
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management.08_scaling.main", "--json", str(output), "--plot", str(plot)],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=120,
-    )
+    done = run_benchmark(lesson_env, "--history", "2,4", "--history-concurrency", "2", "--limit", "3",
+                         "--json", str(output), "--plot", str(plot))
     assert done.returncode == 0, done.stderr
     assert "progress: " in done.stderr  # the progress bar, in its non-terminal form
-    results = json.loads(output.read_text())["results"]
-    required = {"store": str, "database": str, "concurrency": int, "turns": int, "turns_per_s": float,
-                "p50_ms": float, "p99_ms": float, "errors": int}
+    document = json.loads(output.read_text())
+    assert document["servers"]["sqlite"]["settings"].keys() == {"journal_mode", "synchronous"}
+    assert document["run"]["versions"]["openai-agents"] == "0.24.0" and document["run"]["cpus"] >= 1
+    results = document["results"]
+    required = {"store": str, "database": str, "concurrency": int, "history": int, "read": str, "turns": int,
+                "rounds": int, "turns_per_s": float, "turns_per_s_rounds": list, "p50_ms": float, "p99_ms": float,
+                "max_ms": float, "errors": int, "checked": int, "lost": int, "duplicated": int, "misordered": int,
+                "pool_size": int}
     for row in results:
         for key, kind in required.items():
             assert isinstance(row[key], kind), (key, row)
-    assert {row["store"] for row in results} == {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}
+    stores = {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}  # the peers only with --peers
+    assert {row["store"] for row in results} == stores
     assert {row["database"] for row in results} == {"sqlite"}
-    assert sorted({row["concurrency"] for row in results}) == [1, 10]
-    for row in results:
-        assert row["errors"] == 0 and row["turns"] == row["concurrency"] * 3  # the offline default: 3 turns
-        assert row["turns_per_s"] > 0 and 0 < row["p50_ms"] <= row["p99_ms"]
+    cells = sorted({(row["concurrency"], row["history"], row["read"], row["limit"]) for row in results})
+    assert cells == [(1, 0, "full", None), (2, 2, "full", None), (2, 2, "limit", 3), (2, 4, "full", None),
+                     (2, 4, "limit", 3), (10, 0, "full", None)]
+    assert len(results) == len(cells) * len(stores)
+    for row in results:  # the offline default: 3 turns, one round; every message read back, none lost
+        assert row["errors"] == row["lost"] == row["duplicated"] == row["misordered"] == 0
+        assert row["rounds"] == 1 and row["turns"] == row["concurrency"] * 3
+        assert row["checked"] == row["concurrency"] * (row["history"] + 2 * 3)
+        assert row["turns_per_s_rounds"] == [row["turns_per_s"]] and 0 < row["p50_ms"] <= row["p99_ms"]
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for row in results:  # the printed table is the JSON
-        assert f"{row['store']:<15} {row['turns_per_s']:>9.0f}" in done.stdout
+        assert f"{row['store']:<15} {row['turns_per_s']:>8.0f}" in done.stdout
+    assert "cost against history length (C=2):" in done.stdout
 
 
 @pytest.mark.parametrize("arguments", [["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
 def test_bad_benchmark_arguments_are_one_line(lesson_env: dict[str, str], arguments: list[str]) -> None:
-    done = subprocess.run([PYTHON, "-m", "session_management.08_scaling.main", *arguments], cwd=REPO_ROOT,
-                          env=lesson_env, capture_output=True, text=True, timeout=60)
+    done = run_benchmark(lesson_env, *arguments)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
 

@@ -1,27 +1,37 @@
-"""Lesson 08: measure session stores under concurrency, the SDK's and the course's own.
+"""Lesson 08: measure session stores under concurrency: the SDK's, the course's, the raw driver and the peers.
 
     uv run python -m session_management.08_scaling.main                                  # offline: SQLite, small
-    uv run python -m session_management.08_scaling.main --database postgres --database mysql \\
-        --concurrency 10,100,1000 --turns 5 --json results.json --plot results.png
+    uv run --group peers python -m session_management.08_scaling.main --database postgres --database mysql \\
+        --peers --concurrency 10,100,1000 --turns 5 --rounds 3 --peer-rounds 1 --history 10,100,1000 \\
+        --json results.json --plot results.png
 
 C concurrent conversations, each of K turns; a turn is `get_items()` then `add_items([user, assistant])`, what a
-chat service does per message. Every store runs on fresh session ids, one after another at each concurrency,
-in an order that rotates, so all see the same machine.
+chat service does per message. Every store runs on fresh session ids, one after another at each measurement, in
+an order that rotates every round, so all see the same machine; afterwards every conversation is read back and
+checked for lost, duplicated and reordered messages. `--history N` repeats the measurement with N items stored
+in each conversation first, reading everything and reading the last `--limit`. The servers' durability settings
+are read first: a server that acknowledges commits before they reach the disk is refused.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import importlib.metadata
 import json
+import os
+import platform
+import statistics
 import sys
 import time
 import uuid
+from collections import Counter
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 
 from session_management.common import (
     CourseError,
@@ -35,10 +45,12 @@ from session_management.common import (
     run_lesson,
 )
 
-from .stores import make_stores
+from .durability import durability_problems, server_settings
+from .peers import PEERS, require
+from .stores import STORES, Close, StoreFactory, TurnStore
 
-USER = {"role": "user", "content": "What did we decide about the launch date? " * 3}
-ASSISTANT = {"role": "assistant", "content": "We agreed on the second Tuesday of next month. " * 3}
+QUESTION = "What did we decide about the launch date? " * 3
+ANSWER = "We agreed on the second Tuesday of next month. " * 3
 
 
 @dataclass
@@ -46,17 +58,33 @@ class Result:
     store: str
     database: str
     concurrency: int
-    turns: int
-    turns_per_s: float
-    p50_ms: float
+    history: int  # items stored in each conversation before the measured turns
+    read: str  # "full": get_items(); "limit": get_items(limit)
+    limit: int | None
+    turns: int  # measured turns, all rounds
+    rounds: int
+    turns_per_s: float  # median over the rounds
+    turns_per_s_rounds: list[float]
+    p50_ms: float  # over every turn of every round
     p99_ms: float
     max_ms: float
     errors: int
+    checked: int  # messages read back after the runs
+    lost: int
+    duplicated: int
+    misordered: int  # conversations whose messages came back in another order
     pool_size: int
 
 
+@dataclass(frozen=True)
+class Cell:
+    concurrency: int
+    history: int = 0
+    read: str = "full"
+
+
 class Progress:
-    """A one-line progress bar on stderr (redrawn on a terminal, a line per 25% otherwise)."""
+    """A one-line progress bar on stderr (redrawn on a terminal, a line per 5% otherwise)."""
 
     def __init__(self, total: int) -> None:
         self.total, self.done, self.started = total, 0, time.monotonic()
@@ -72,10 +100,10 @@ class Progress:
             if self.done == self.total:
                 sys.stderr.write("\n")
             sys.stderr.flush()
-        elif int(fraction * 4) > self.last_quarter:
-            self.last_quarter = int(fraction * 4)
+        elif int(fraction * 20) > self.last_quarter:
+            self.last_quarter = int(fraction * 20)
             print(f"progress: {self.done}/{self.total} turns ({fraction:.0%}, "
-                  f"{time.monotonic() - self.started:.0f} s)", file=sys.stderr, flush=True)
+                  f"{time.monotonic() - self.started:.0f} s) {label}", file=sys.stderr, flush=True)
 
 
 class _Silent(Progress):
@@ -86,31 +114,104 @@ class _Silent(Progress):
         pass
 
 
-async def run_store(factory: Any, concurrency: int, turns: int, progress: Progress, label: str,
-                    prefix: str) -> tuple[list[float], int, float]:
-    latencies: list[float] = []
-    errors = 0
+def turn_items(session_id: str, turn: int) -> list[dict[str, str]]:
+    """The measured turn's question and answer: unique, so a lost or doubled message shows when read back."""
+    return [{"role": "user", "content": f"{session_id} t{turn} {QUESTION}"},
+            {"role": "assistant", "content": f"{session_id} t{turn} {ANSWER}"}]
 
-    async def conversation(number: int) -> None:
-        nonlocal errors
-        store = factory(f"{prefix}-{number}")
-        for _ in range(turns):
+
+def history_items(session_id: str, count: int) -> list[dict[str, str]]:
+    return [{"role": "user" if n % 2 == 0 else "assistant", "content": f"{session_id} h{n} {QUESTION}"}
+            for n in range(count)]
+
+
+def compare(expected: list[str], found: list[str], unsure: set[str]) -> tuple[int, int, bool]:
+    """(lost, duplicated, misordered) for one conversation. A turn that raised may or may not have been stored
+    (`unsure`): once is fine, twice is a duplicate."""
+    wanted, got = Counter(expected), Counter(found)
+    lost = sum((wanted - got).values())
+    duplicated = sum(count - (1 if item in unsure and item not in wanted else 0)
+                     for item, count in (got - wanted).items())
+    confirmed = [item for item in found if item in wanted]
+    return lost, duplicated, lost == 0 and duplicated == 0 and confirmed != expected
+
+
+def close_store(store: TurnStore) -> None:
+    """Close a store object that holds a connection of its own (the SDK's SQLiteSession)."""
+    closer = getattr(store, "close", None)
+    if closer is not None:
+        closer()
+
+
+@dataclass
+class Run:
+    latencies: list[float]
+    errors: int
+    elapsed: float
+    checked: int
+    lost: int
+    duplicated: int
+    misordered: int
+
+
+async def run_store(factory: StoreFactory, cell: Cell, turns: int, limit: int, progress: Progress, label: str,
+                    prefix: str) -> Run:
+    """C conversations at once, each `history` items long before it starts, then K timed turns; afterwards every
+    conversation is read back (untimed) and compared with what was written."""
+    run = Run([], 0, 0.0, 0, 0, 0, 0)
+    written: dict[str, list[str]] = {}
+    unsure: dict[str, set[str]] = {}
+    read_limit = limit if cell.read == "limit" else None
+
+    async def prepare(number: int) -> tuple[str, TurnStore]:
+        session_id = f"{prefix}-{number}"
+        store, items = factory(session_id), history_items(session_id, cell.history)
+        if items:  # untimed: a store's own bulk path where it has one
+            prefill = getattr(store, "prefill", None)
+            await (prefill(items) if prefill else store.add_items(items))
+        written[session_id], unsure[session_id] = [item["content"] for item in items], set()
+        return session_id, store
+
+    async def conversation(session_id: str, store: TurnStore) -> None:
+        for turn in range(turns):
+            items = turn_items(session_id, turn)
             started = time.perf_counter()
             try:
-                await store.get_items()
-                await store.add_items([USER, ASSISTANT])
-                latencies.append(time.perf_counter() - started)
+                await store.get_items(read_limit)
+                await store.add_items(items)
+                run.latencies.append(time.perf_counter() - started)
+                written[session_id] += [item["content"] for item in items]
             except Exception as error:  # noqa: BLE001 - counted and reported, the run goes on
-                errors += 1
-                if errors <= 3:
+                run.errors += 1
+                unsure[session_id].update(item["content"] for item in items)
+                if run.errors <= 3:
                     print(f"\n{label}: {type(error).__name__}: {str(error)[:200]}", file=sys.stderr)
             progress.advance(label)
-        if hasattr(store, "close"):
-            store.close()
+        close_store(store)
 
+    async def verify(session_id: str) -> None:
+        reader = factory(session_id)
+        found = [item["content"] for item in await reader.get_items()]
+        close_store(reader)
+        lost, duplicated, misordered = compare(written[session_id], found, unsure[session_id])
+        run.checked += len(found)
+        run.lost, run.duplicated, run.misordered = run.lost + lost, run.duplicated + duplicated, \
+            run.misordered + misordered
+
+    async def clear(session_id: str) -> None:
+        store = factory(session_id)
+        await store.clear_session()
+        close_store(store)
+
+    conversations = await asyncio.gather(*(prepare(n) for n in range(cell.concurrency)))
     started = time.perf_counter()
-    await asyncio.gather(*(conversation(n) for n in range(concurrency)))
-    return latencies, errors, time.perf_counter() - started
+    await asyncio.gather(*(conversation(session_id, store) for session_id, store in conversations))
+    run.elapsed = time.perf_counter() - started
+    await asyncio.gather(*(verify(session_id) for session_id, _ in conversations))
+    # Every run starts from the same tables: a store whose reads scan more than one conversation (LangChain's
+    # table has no index on session_id) would otherwise pay for the runs before it.
+    await asyncio.gather(*(clear(session_id) for session_id, _ in conversations))
+    return run
 
 
 def percentile(values: list[float], fraction: float) -> float:
@@ -120,67 +221,106 @@ def percentile(values: list[float], fraction: float) -> float:
     return ordered[min(len(ordered) - 1, int(round(fraction * (len(ordered) - 1))))]
 
 
-async def benchmark(url: str, concurrencies: list[int], turns: int, pool_size: int, stores_wanted: list[str] | None,
-                    progress: Progress, rotation: int, rounds: int = 1, pre_ping: bool = True) -> list[Result]:
-    engine = create_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120, pool_pre_ping=pre_ping)
+@dataclass
+class Plan:
+    cells: list[Cell]
+    turns: int
+    limit: int
+    rounds: int
+    peer_rounds: int
+    stores: list[str]  # asked for, in this order; those that do not apply to a database are left out there
+    pool_size: int
+    pre_ping: bool = True
+
+    def rounds_for(self, store: str) -> int:
+        return self.peer_rounds if store in PEERS else self.rounds
+
+
+async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> list[Result]:
+    engine = create_engine(url, pool_size=plan.pool_size, max_overflow=0, pool_timeout=120,
+                           pool_pre_ping=plan.pre_ping)
     results: list[Result] = []
+    closers: list[Close] = []
     try:
         await create_session_tables(engine)
-        stores, close = await make_stores(url, engine, pool_size)
-        try:
-            names = [n for n in stores if stores_wanted is None or n in stores_wanted]
-            for name in names:  # warm up: open every pool's connections, prepare statements, fill caches
-                await run_store(stores[name], min(pool_size, max(concurrencies)), 1, _Silent(), name,
-                                f"bench-warmup-{uuid.uuid4().hex[:8]}")
-            for index, concurrency in enumerate(concurrencies):
-                runs: dict[str, tuple[list[float], int, float]] = {name: ([], 0, 0.0) for name in names}
-                for round_number in range(rounds):  # interleaved: every store once per round
-                    shift = (index + rotation + round_number) % len(names)
-                    for name in names[shift:] + names[:shift]:
-                        prefix = f"bench-{uuid.uuid4().hex[:8]}-{name}"
-                        label = f"{name} c={concurrency} {engine.dialect.name}"
-                        latencies, errors, elapsed = await run_store(stores[name], concurrency, turns, progress,
-                                                                     label, prefix)
-                        total = runs[name]
-                        runs[name] = (total[0] + latencies, total[1] + errors, total[2] + elapsed)
-                for name, (latencies, errors, elapsed) in runs.items():
-                    results.append(Result(
-                        store=name, database=engine.dialect.name, concurrency=concurrency, turns=len(latencies),
-                        turns_per_s=round(len(latencies) / elapsed, 1),
-                        p50_ms=round(percentile(latencies, 0.50) * 1000, 1),
-                        p99_ms=round(percentile(latencies, 0.99) * 1000, 1),
-                        max_ms=round(max(latencies, default=float("nan")) * 1000, 1),
-                        errors=errors, pool_size=pool_size,
-                    ))
-        finally:
+        stores: dict[str, StoreFactory] = {}
+        for name in plan.stores:
+            opened = await {**STORES, **PEERS}[name](url, engine, plan.pool_size)
+            if opened is not None:
+                stores[name], close = opened
+                closers.append(close)
+        names = list(stores)
+        for name in names:  # warm up: open every pool's connections, prepare statements, create tables
+            await run_store(stores[name], Cell(min(plan.pool_size, max(c.concurrency for c in plan.cells))), 1,
+                            plan.limit, _Silent(), name, f"bench-warmup-{uuid.uuid4().hex[:8]}")
+        for index, cell in enumerate(plan.cells):
+            runs: dict[str, list[Run]] = {name: [] for name in names}
+            for round_number in range(max(plan.rounds_for(name) for name in names)):  # interleaved rounds
+                shift = (index + rotation + round_number) % len(names)
+                for name in names[shift:] + names[:shift]:
+                    if round_number >= plan.rounds_for(name):
+                        continue
+                    label = f"{name} c={cell.concurrency} h={cell.history} {cell.read} {engine.dialect.name}"
+                    runs[name].append(await run_store(stores[name], cell, plan.turns, plan.limit, progress, label,
+                                                      f"bench-{uuid.uuid4().hex[:8]}-{name}"))
+            for name, done in runs.items():
+                latencies = [latency for run in done for latency in run.latencies]
+                rates = [round(len(run.latencies) / run.elapsed, 1) for run in done]
+                results.append(Result(
+                    store=name, database=engine.dialect.name, concurrency=cell.concurrency, history=cell.history,
+                    read=cell.read, limit=plan.limit if cell.read == "limit" else None, turns=len(latencies),
+                    rounds=len(done), turns_per_s=round(statistics.median(rates), 1), turns_per_s_rounds=rates,
+                    p50_ms=round(percentile(latencies, 0.50) * 1000, 1),
+                    p99_ms=round(percentile(latencies, 0.99) * 1000, 1),
+                    max_ms=round(max(latencies, default=float("nan")) * 1000, 1),
+                    errors=sum(run.errors for run in done), checked=sum(run.checked for run in done),
+                    lost=sum(run.lost for run in done), duplicated=sum(run.duplicated for run in done),
+                    misordered=sum(run.misordered for run in done), pool_size=plan.pool_size,
+                ))
+    finally:
+        for close in closers:
             await close()
-        async with engine.begin() as connection:  # leave the database as we found it
+        async with engine.begin() as connection:  # leave the database as we found it (the peers' own tables stay)
             await connection.execute(text("DELETE FROM agent_messages WHERE session_id LIKE 'bench-%'"))
             await connection.execute(text("DELETE FROM agent_sessions WHERE session_id LIKE 'bench-%'"))
-    finally:
         await engine.dispose()
     return results
 
 
 def print_table(results: list[Result]) -> None:
-    header = f"{'database':<10} {'C':>5} {'pool':>4} {'store':<15} {'turns/s':>9} {'p50 ms':>8} {'p99 ms':>8} " \
-             f"{'max ms':>8} {'errors':>6}"
+    header = (f"{'database':<10} {'C':>5} {'hist':>5} {'read':<5} {'store':<15} {'turns/s':>8} "
+              f"{'rounds (min-max)':>17} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'err':>4} {'lost':>4} {'dup':>4}")
     print(header)
     print("-" * len(header))
-    for r in sorted(results, key=lambda r: (r.database, r.concurrency, r.pool_size, -r.turns_per_s)):
-        print(f"{r.database:<10} {r.concurrency:>5} {r.pool_size:>4} {r.store:<15} {r.turns_per_s:>9.0f} "
-              f"{r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} {r.errors:>6}")
+    for r in sorted(results, key=lambda r: (r.database, r.history, r.read, r.concurrency, -r.turns_per_s)):
+        spread = f"{r.rounds} ({min(r.turns_per_s_rounds):.0f}-{max(r.turns_per_s_rounds):.0f})"
+        print(f"{r.database:<10} {r.concurrency:>5} {r.history:>5} {r.read:<5} {r.store:<15} {r.turns_per_s:>8.0f} "
+              f"{spread:>17} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} {r.errors:>4} {r.lost:>4} "
+              f"{r.duplicated + r.misordered:>4}")
     print()
-    groups: dict[tuple[str, int, int], dict[str, Result]] = {}
+    groups: dict[tuple[str, int, int, str], dict[str, Result]] = {}
     for r in results:
-        groups.setdefault((r.database, r.concurrency, r.pool_size), {})[r.store] = r
-    for (database, concurrency, pool), by_store in sorted(groups.items()):
+        groups.setdefault((r.database, r.concurrency, r.history, r.read), {})[r.store] = r
+    for (database, concurrency, history, read), by_store in sorted(groups.items()):
         course = by_store.get("course_session")
-        if course is None:
+        if course is None or len(by_store) < 2:
             continue
         ratios = [f"{course.turns_per_s / other.turns_per_s:.2f}x {name}"
                   for name, other in by_store.items() if name != "course_session" and other.turns_per_s]
-        print(f"{database} C={concurrency} pool={pool}: course_session = " + ", ".join(ratios))
+        print(f"{database} C={concurrency} history={history} {read}: course_session = " + ", ".join(ratios))
+    growth: dict[tuple[str, str, str], list[Result]] = {}
+    for r in results:
+        growth.setdefault((r.database, r.store, r.read), []).append(r)
+    lines = []
+    for (database, store, read), rows in sorted(growth.items()):
+        rows = sorted((r for r in rows if r.history), key=lambda r: r.history)
+        if len(rows) >= 2:
+            first, last = rows[0], rows[-1]
+            lines.append(f"{database} {store} {read}: {first.turns_per_s:.0f} turns/s at history {first.history}, "
+                         f"{last.turns_per_s:.0f} at {last.history} ({last.turns_per_s / first.turns_per_s:.2f}x)")
+    if lines:
+        print("\ncost against history length (C=" + str(max(r.concurrency for r in results if r.history)) + "):")
+        print("\n".join(lines))
 
 
 def plot(results: list[Result], path: Path) -> None:
@@ -189,82 +329,171 @@ def plot(results: list[Result], path: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    figure, (throughput, p99) = plt.subplots(1, 2, figsize=(12, 4.5))
-    series: dict[tuple[str, str, int], list[Result]] = {}
+    names = [*STORES, *PEERS]
+    color = {name: plt.get_cmap("tab10")(names.index(name) % 10) for name in names}  # one colour per store
+    databases = sorted({r.database for r in results if r.history})
+    rows = 2 if databases else 1
+    figure, axes = plt.subplots(rows, max(2, len(databases)), figsize=(13, 4.6 * rows), squeeze=False)
+    throughput, p99 = axes[0][0], axes[0][1]
+    series: dict[tuple[str, str], list[Result]] = {}
     for r in results:
-        series.setdefault((r.database, r.store, r.pool_size), []).append(r)
-    pools = {r.pool_size for r in results}
-    for (database, store, pool), rows in sorted(series.items()):
-        rows.sort(key=lambda r: r.concurrency)
-        label = f"{store} ({database}" + (f", pool {pool})" if len(pools) > 1 else ")")
-        style = "-" if database == "postgresql" else "--" if database in ("mysql", "mariadb") else ":"
-        throughput.plot([r.concurrency for r in rows], [r.turns_per_s for r in rows], style, marker="o", label=label)
-        p99.plot([r.concurrency for r in rows], [r.p99_ms for r in rows], style, marker="o", label=label)
-    for axis, title, unit in ((throughput, "throughput", "turns/s"), (p99, "p99 latency per turn", "ms")):
+        if r.history == 0 and r.read == "full":
+            series.setdefault((r.database, r.store), []).append(r)
+    for (database, store), points in sorted(series.items()):
+        points.sort(key=lambda r: r.concurrency)
+        style = "-" if database == "postgresql" else "--" if database == "mysql" else ":"
+        label = f"{store} ({database}{', dashed' if database == 'mysql' else ''})"
+        throughput.plot([r.concurrency for r in points], [r.turns_per_s for r in points], style, marker="o",
+                        label=label, color=color[store])
+        p99.plot([r.concurrency for r in points], [r.p99_ms for r in points], style, marker="o", label=label,
+                 color=color[store])
+    for axis, title, unit in ((throughput, "throughput (history 0)", "turns/s"),
+                              (p99, "p99 latency per turn (history 0)", "ms")):
         axis.set_xscale("log")
+        axis.set_yscale("log")
         axis.set_xlabel("concurrent conversations")
         axis.set_ylabel(unit)
         axis.set_title(title)
         axis.grid(True, alpha=0.3)
-    p99.set_yscale("log")
-    throughput.legend(fontsize=7)
+    throughput.legend(fontsize=6)
+    for axis, database in zip(axes[1] if databases else [], databases, strict=False):
+        by_store: dict[tuple[str, str], list[Result]] = {}
+        for r in results:
+            if r.database == database and r.history:
+                by_store.setdefault((r.store, r.read), []).append(r)
+        for (store, read), points in sorted(by_store.items()):
+            points.sort(key=lambda r: r.history)
+            axis.plot([r.history for r in points], [r.turns_per_s for r in points], "-" if read == "full" else "--",
+                      marker="o", label=f"{store} ({read})", color=color[store])
+        axis.set_xscale("log")
+        axis.set_yscale("log")
+        axis.set_xlabel("items in the conversation before the turns")
+        axis.set_ylabel("turns/s")
+        concurrency = max(r.concurrency for r in results if r.history)
+        axis.set_title(f"cost against history, {database}, C={concurrency} (dashed: limit reads)")
+        axis.grid(True, alpha=0.3)
+        axis.legend(fontsize=6)
     figure.tight_layout()
-    figure.savefig(path, dpi=110)
+    figure.savefig(path, dpi=100)
 
 
-def int_list(values: list[str] | None, default: list[int]) -> list[int]:
+def int_list(values: list[str] | None, default: list[int], *, zero: bool = False) -> list[int]:
     if not values:
         return default
     try:
         numbers = [int(part) for value in values for part in value.split(",") if part.strip()]
     except ValueError:
         raise CourseError(f"not a whole number in {values}", "use e.g. --concurrency 10,100,1000") from None
-    if any(n <= 0 for n in numbers):
-        raise CourseError("concurrency, turns and pool sizes must be positive", "use e.g. --concurrency 10,100")
+    if any(n < 0 or (n == 0 and not zero) for n in numbers):
+        raise CourseError("concurrency, turns, rounds and pool sizes must be positive, histories not negative",
+                          "use e.g. --concurrency 10,100 --history 10,100,1000")
     return numbers
+
+
+def package_versions() -> dict[str, str]:
+    versions = {"python": platform.python_version()}
+    for name in ("openai-agents", "sqlalchemy", "asyncpg", "aiomysql", "langchain-community", "google-adk",
+                 "llama-index-storage-chat-store-postgres"):
+        try:
+            versions[name] = importlib.metadata.version(name)
+        except importlib.metadata.PackageNotFoundError:
+            pass
+    return versions
+
+
+async def check_servers(urls: list[str], allow_non_durable: bool) -> dict[str, dict[str, Any]]:
+    """Read each server's durability settings; refuse a server that acknowledges commits before they are on disk."""
+    servers: dict[str, dict[str, Any]] = {}
+    for url in urls:
+        engine = create_engine(url)
+        try:
+            settings = await server_settings(engine)
+            problems = durability_problems(engine.dialect.name, settings)
+            servers[engine.dialect.name] = {"url": redact(url), "settings": settings, "durable": not problems}
+        finally:
+            await engine.dispose()
+        shown = ", ".join(f"{key}={value}" for key, value in settings.items())
+        print(f"{engine.dialect.name} server settings: {shown}")
+        if problems and not allow_non_durable:
+            raise CourseError(f"{redact(url)} does not make commits durable ({', '.join(problems)}): its numbers "
+                              "would flatter every store and say nothing about production",
+                              "measure on a durable server (scripts/db-servers.sh starts them so unless "
+                              "DB_SERVERS_FAST=1), or pass --allow-non-durable to measure anyway")
+        if problems:
+            print(f"WARNING: {engine.dialect.name} is NOT durable ({', '.join(problems)}): "
+                  "these numbers are not production numbers (--allow-non-durable)")
+    return servers
 
 
 async def main(args: argparse.Namespace) -> None:
     databases = args.database or ["sqlite"]
     urls = [resolve_database_url(d) for d in databases]
     concurrencies = int_list(args.concurrency, [1, 10])
+    histories = int_list(args.history, [], zero=True)
     pools = int_list(args.pool_size, [20])
-    unknown = set(args.store or []) - {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}
+    wanted = list(dict.fromkeys(args.store or [*STORES, *(PEERS if args.peers else [])]))
+    unknown = set(wanted) - set(STORES) - set(PEERS)
     if unknown:
         raise CourseError(f"unknown store(s): {', '.join(sorted(unknown))}",
-                          "choose from sdk_sqlalchemy, course_session, raw_driver, sdk_sqlite")
-    if args.turns <= 0:
-        raise CourseError("--turns must be positive", "use e.g. --turns 5")
+                          f"choose from {', '.join([*STORES, *PEERS])}")
+    for name in wanted:
+        if name in PEERS:
+            require(name)
+    for name, value in (("--turns", args.turns), ("--rounds", args.rounds), ("--limit", args.limit),
+                        ("--history-concurrency", args.history_concurrency)):
+        if value <= 0:
+            raise CourseError(f"{name} must be positive", f"use e.g. {name} 3")
+    peer_rounds = args.peer_rounds or args.rounds
+    if peer_rounds <= 0:
+        raise CourseError("--peer-rounds must be positive", "use e.g. --peer-rounds 1")
+    cells = [Cell(c) for c in concurrencies]
+    cells += [Cell(args.history_concurrency, n, read) for n in histories for read in ("full", "limit")]
     heading("Lesson 08: session stores under load")
     for url in urls:
         print(f"database: {redact(url)}")
     print(f"concurrency: {concurrencies}; turns per conversation: {args.turns}; pool size: {pools}; "
-          f"rounds: {args.rounds}; pool_pre_ping: {not args.no_pre_ping}")
-    all_stores = {"sdk_sqlalchemy", "course_session", "raw_driver"}
-    store_counts = [len((all_stores | ({"sdk_sqlite"} if url.startswith("sqlite") else set()))
-                        & set(args.store or ["sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"]))
-                    for url in urls]
-    if args.rounds <= 0:
-        raise CourseError("--rounds must be positive", "use e.g. --rounds 3")
+          f"rounds: {args.rounds} (peers: {peer_rounds}); pool_pre_ping: {not args.no_pre_ping}")
+    if histories:
+        print(f"history: {histories} items before the turns, at C={args.history_concurrency}, full reads and "
+              f"reads of the last {args.limit}")
     for url in urls:  # before any benchmark: one clear line for a database that is down, refuses us, or lacks rights
         async with open_database(url):
             pass
-    progress = Progress(sum(c * args.turns for c in concurrencies) * sum(store_counts) * len(pools) * args.rounds)
+    servers = await check_servers(urls, args.allow_non_durable)
+    plans = [Plan(cells, args.turns, args.limit, args.rounds, peer_rounds, wanted, pool, not args.no_pre_ping)
+             for pool in pools]
+    progress = Progress(sum(cell.concurrency * args.turns * plan.rounds_for(name)
+                            for url in urls for plan in plans for cell in cells for name in wanted
+                            if applies(name, url)))
+    started = time.monotonic()
     results: list[Result] = []
     for rotation, url in enumerate(urls):
-        for pool in pools:
-            results += await benchmark(url, concurrencies, args.turns, pool, args.store, progress, rotation,
-                                       args.rounds, not args.no_pre_ping)
-    progress.total = progress.done
-    print()
+        for plan in plans:
+            results += await benchmark(url, plan, progress, rotation)
+    print(f"\n({time.monotonic() - started:.0f} s)")
     print_table(results)
     if args.json:
-        document = json.dumps({"results": [asdict(r) for r in results]}, indent=2) + "\n"
-        await asyncio.to_thread(Path(args.json).write_text, document)
+        document = {"run": {"command": " ".join(sys.argv[1:]), "finished": time.strftime("%Y-%m-%d %H:%M UTC",
+                                                                                       time.gmtime()),
+                            "cpus": os.cpu_count(), "seconds": round(time.monotonic() - started),
+                            "versions": package_versions()},
+                    "servers": servers, "results": [asdict(r) for r in results]}
+        await asyncio.to_thread(Path(args.json).write_text, json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {args.json}")
     if args.plot:
         plot(results, Path(args.plot))
         print(f"wrote {args.plot}")
+    broken = [r for r in results if r.lost or r.duplicated or r.misordered]
+    if broken:
+        raise CourseError("messages were lost, duplicated or reordered: " + ", ".join(
+            f"{r.store} on {r.database} (C={r.concurrency}: {r.lost} lost, {r.duplicated} duplicated, "
+            f"{r.misordered} conversations out of order)" for r in broken), "see the table above")
+
+
+def applies(store: str, url: str) -> bool:
+    """Whether *store* runs on this database (the others are left out of its runs)."""
+    backend = make_url(url).get_backend_name()
+    return {"sdk_sqlite": backend == "sqlite", "llamaindex": backend == "postgresql"}.get(store, True)
 
 
 if __name__ == "__main__":
@@ -273,13 +502,24 @@ if __name__ == "__main__":
                         help="sqlite | postgres | mysql | URL; repeat for several (default: sqlite)")
     parser.add_argument("--concurrency", action="append", help="concurrent conversations: repeat or 10,100,1000")
     parser.add_argument("--turns", type=int, default=3, help="turns per conversation (default 3)")
+    parser.add_argument("--history", action="append",
+                        help="also measure with this many items stored before the turns: repeat or 10,100,1000")
+    parser.add_argument("--history-concurrency", type=int, default=100,
+                        help="concurrent conversations for the --history runs (default 100)")
+    parser.add_argument("--limit", type=int, default=20,
+                        help="items a limited read asks for in the --history runs (default 20)")
     parser.add_argument("--pool-size", action="append", help="connection pool size(s) (default 20)")
     parser.add_argument("--rounds", type=int, default=1,
-                        help="repeat every measurement this many times, interleaved, and pool the numbers")
+                        help="repeat every measurement this many times, interleaved; report the median")
+    parser.add_argument("--peers", action="store_true",
+                        help="add the peers: LangChain, Google ADK, LlamaIndex (uv sync --group peers)")
+    parser.add_argument("--peer-rounds", type=int, help="rounds for the peers (default: --rounds)")
     parser.add_argument("--store", action="append",
-                        help="only these stores: sdk_sqlalchemy, course_session, raw_driver, sdk_sqlite")
+                        help="only these stores: " + ", ".join([*STORES, *PEERS]))
+    parser.add_argument("--allow-non-durable", action="store_true",
+                        help="measure on a server whose commits are not durable (fsync off...), with a warning")
     parser.add_argument("--no-pre-ping", action="store_true",
                         help="create the engine without pool_pre_ping (the course's default is on)")
     parser.add_argument("--json", help="write the results to this JSON file")
-    parser.add_argument("--plot", help="draw throughput and p99 against concurrency into this PNG")
+    parser.add_argument("--plot", help="draw throughput, p99 and cost against history into this PNG")
     run_lesson(main, parser.parse_args())

@@ -1,7 +1,8 @@
 """The stores the benchmark compares, each doing the same logical work per turn.
 
-A turn is what a chat service does per user message: read the history (`get_items()`), then store the user's
-message and the agent's answer (`add_items([user, assistant])`).
+A turn is what a chat service does per user message: read the history (`get_items()`, or the last `limit` items),
+then store the user's message and the agent's answer (`add_items([user, assistant])`). Every store is opened by
+an entry of `STORES` (name -> opener); the peers (other libraries' stores) register theirs in `peers.py`.
 """
 
 from __future__ import annotations
@@ -19,8 +20,21 @@ from session_management.common.course_session import CourseSession
 
 
 class TurnStore(Protocol):
-    async def get_items(self) -> list[Any]: ...
+    """One conversation in one store. Items are `{"role", "content"}` dicts both ways."""
+
+    async def get_items(self, limit: int | None = None) -> list[Any]: ...
     async def add_items(self, items: list[Any]) -> None: ...
+    async def clear_session(self) -> None: ...
+
+
+StoreFactory = Callable[[str], TurnStore]
+Close = Callable[[], Awaitable[None]]
+# (url, shared engine, pool size) -> (session_id -> store, cleanup), or None where the store does not apply.
+Opener = Callable[[str, AsyncEngine, int], Awaitable[tuple[StoreFactory, Close] | None]]
+
+
+async def _nothing() -> None:
+    pass
 
 
 class RawDriver:
@@ -71,9 +85,13 @@ class _RawSession:
     def __init__(self, driver: RawDriver, session_id: str) -> None:
         self.driver, self.session_id = driver, session_id
 
-    async def get_items(self) -> list[Any]:
+    async def get_items(self, limit: int | None = None) -> list[Any]:
         d, sid = self.driver, self.session_id
-        sql = "SELECT message_data FROM agent_messages WHERE session_id = {} ORDER BY created_at, id"
+        if limit is None:
+            sql = "SELECT message_data FROM agent_messages WHERE session_id = {} ORDER BY created_at, id"
+        else:  # the newest `limit`, newest first (reversed below), as the SDK's stores do
+            sql = ("SELECT message_data FROM agent_messages WHERE session_id = {} "
+                   f"ORDER BY created_at DESC, id DESC LIMIT {int(limit)}")
         if d.backend == "postgresql":
             async with d.pool.acquire() as connection:
                 rows = await connection.fetch(sql.format("$1"), sid)
@@ -85,7 +103,24 @@ class _RawSession:
         else:
             async with d.lock:
                 rows = await (await d.pool.execute(sql.format("?"), (sid,))).fetchall()
-        return [json.loads(row[0]) for row in rows]
+        items = [json.loads(row[0]) for row in rows]
+        return items if limit is None else items[::-1]
+
+    async def clear_session(self) -> None:
+        d, sid = self.driver, self.session_id
+        if d.backend == "postgresql":
+            async with d.pool.acquire() as connection:
+                await connection.execute("DELETE FROM agent_sessions WHERE session_id = $1", sid)  # cascades
+        elif d.backend in ("mysql", "mariadb"):
+            async with d.pool.acquire() as connection:
+                async with connection.cursor() as cursor:
+                    await cursor.execute("DELETE FROM agent_messages WHERE session_id = %s", (sid,))
+                    await cursor.execute("DELETE FROM agent_sessions WHERE session_id = %s", (sid,))
+                await connection.commit()
+        else:
+            async with d.lock:
+                await d.pool.execute("DELETE FROM agent_messages WHERE session_id = ?", (sid,))
+                await d.pool.execute("DELETE FROM agent_sessions WHERE session_id = ?", (sid,))
 
     async def add_items(self, items: list[Any]) -> None:
         d, sid = self.driver, self.session_id
@@ -117,21 +152,32 @@ class _RawSession:
                 await d.pool.execute("COMMIT")
 
 
-StoreFactory = Callable[[str], TurnStore]
+async def _sdk_sqlalchemy(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
+    return (lambda sid: SQLAlchemySession(sid, engine=engine)), _nothing
 
 
-async def make_stores(url: str, engine: AsyncEngine, pool_size: int) -> tuple[dict[str, StoreFactory],
-                                                                                Callable[[], Awaitable[None]]]:
-    """name -> factory(session_id) for every store that applies to this database, and a cleanup coroutine."""
+async def _course_session(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
+    return (lambda sid: CourseSession(sid, engine=engine)), _nothing
+
+
+async def _raw_driver(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
     raw = RawDriver(url, pool_size)
     await raw.start()
-    stores: dict[str, StoreFactory] = {
-        "sdk_sqlalchemy": lambda sid: SQLAlchemySession(sid, engine=engine),
-        "course_session": lambda sid: CourseSession(sid, engine=engine),
-        "raw_driver": raw.session,
-    }
-    if engine.dialect.name == "sqlite":
-        database = make_url(url).database
-        path = f"{database}-sdk_sqlite.db" if database and database != ":memory:" else ":memory:"
-        stores["sdk_sqlite"] = lambda sid: SQLiteSession(sid, path)  # its own file: its own tables
-    return stores, raw.close
+    return raw.session, raw.close
+
+
+async def _sdk_sqlite(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close] | None:
+    if engine.dialect.name != "sqlite":
+        return None
+    database = make_url(url).database
+    path = f"{database}-sdk_sqlite.db" if database and database != ":memory:" else ":memory:"
+    return (lambda sid: SQLiteSession(sid, path)), _nothing  # its own file: its own tables
+
+
+# The course's stores and the references. A store added here joins every run (peers.PEERS: with --peers).
+STORES: dict[str, Opener] = {
+    "sdk_sqlalchemy": _sdk_sqlalchemy,
+    "course_session": _course_session,
+    "raw_driver": _raw_driver,
+    "sdk_sqlite": _sdk_sqlite,
+}
