@@ -131,7 +131,8 @@ class RedisClusterSession(SessionABC):
     def from_url(cls, session_id: str, *, url: str, redis_kwargs: dict[str, Any] | None = None,
                  **kwargs: Any) -> RedisClusterSession:
         """A session with its own `RedisCluster` client (any node's URL); close it with :meth:`close`."""
-        session = cls(session_id, redis_client=RedisCluster.from_url(url, **(redis_kwargs or {})), **kwargs)
+        client = RedisCluster.from_url(url, **{"reinitialize_steps": 0, **(redis_kwargs or {})})  # see redis_connect
+        session = cls(session_id, redis_client=client, **kwargs)
         session._owns_client = True
         return session
 

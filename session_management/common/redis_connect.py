@@ -81,8 +81,19 @@ async def _connect(url: str, cluster: bool | None) -> tuple[Redis | RedisCluster
         wanted = "a cluster node" if cluster else "a standalone server"
         raise CourseError(f"Redis at {redact_redis(url)} is not {wanted}.",
                           "point REDIS_URL at a standalone server and REDIS_CLUSTER_URL at a cluster node")
-    client = RedisCluster.from_url(url, **options) if is_cluster else Redis.from_url(url, **options)
+    client = cluster_client(url, **options) if is_cluster else Redis.from_url(url, **options)
     return client, is_cluster
+
+
+def cluster_client(url: str, **options: object) -> RedisCluster:
+    """A `RedisCluster` client that survives resharding under concurrent use.
+
+    redis-py 8.1 by default rebuilds its slot map on every 5th MOVED reply by closing *all* its connections,
+    including ones other tasks are sending on; those commands then fail with ``AttributeError: 'NoneType'
+    object has no attribute 'writelines'`` (lesson 09's resharding drill hits it). ``reinitialize_steps=0``
+    updates the map from each MOVED reply instead.
+    """
+    return RedisCluster.from_url(url, reinitialize_steps=0, **options)  # type: ignore[arg-type]
 
 
 @asynccontextmanager

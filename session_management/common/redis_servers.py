@@ -201,7 +201,7 @@ class LocalCluster:
 
     def meet(self, nodes: list[RedisServer]) -> None:
         """Introduce *nodes* to the cluster and wait until every node knows every other."""
-        with self.nodes[0].client() as seed:
+        with self.live_nodes()[0].client() as seed:
             for node in nodes:
                 seed.execute_command("CLUSTER", "MEET", "127.0.0.1", node.port)
         live = [n for n in self.nodes if n.process is not None]
@@ -209,7 +209,8 @@ class LocalCluster:
         def everyone_known() -> bool:
             for node in live:
                 with node.client() as client:
-                    if len(client.execute_command("CLUSTER", "NODES").strip().splitlines()) < len(self.nodes):
+                    table = client.execute_command("CLUSTER", "NODES").strip().splitlines()
+                    if sum("fail" not in line.split()[2] for line in table) < len(live):
                         return False
             return True
 
@@ -236,12 +237,22 @@ class LocalCluster:
     def node_by_port(self, port: int) -> RedisServer:
         return next(node for node in self.nodes if node.port == port)
 
-    def owner_of_slot(self, slot: int) -> RedisServer:
+    def slot_owners(self) -> list[tuple[int, int, RedisServer]]:
+        """(first slot, last slot, primary) for every slot range, as a live node sees it."""
         with self.live_nodes()[0].client() as client:
-            for first, last, primary, *_ in client.execute_command("CLUSTER", "SLOTS"):
-                if first <= slot <= last:
-                    return self.node_by_port(int(primary[1]))
-        raise LookupError(f"slot {slot} is not served")
+            return [(int(first), int(last), self.node_by_port(int(primary[1])))
+                    for first, last, primary, *_ in client.execute_command("CLUSTER", "SLOTS")]
+
+    def owner_of_slot(self, slot: int) -> RedisServer:
+        return next(node for first, last, node in self.slot_owners() if first <= slot <= last)
+
+    def primaries_now(self) -> list[RedisServer]:
+        """The live primaries that serve slots, in the order of their first slot."""
+        seen: list[RedisServer] = []
+        for _, _, node in sorted(self.slot_owners(), key=lambda r: r[0]):
+            if node not in seen:
+                seen.append(node)
+        return seen
 
     def replica_of(self, primary: RedisServer) -> RedisServer:
         primary_id = self.node_id(primary)
@@ -256,12 +267,21 @@ class LocalCluster:
         """Every live node reports cluster_state:ok and every live replica's link is up."""
 
         def healthy() -> bool:
+            replicas = 0
             for node in self.live_nodes():
                 with node.client() as client:
                     if "cluster_state:ok" not in client.execute_command("CLUSTER", "INFO"):
                         return False
                     info = client.info("replication")
-                    if info["role"] == "slave" and info.get("master_link_status") != "up":
+                    if info["role"] == "slave":
+                        replicas += 1
+                        if info.get("master_link_status") != "up":
+                            return False
+            for node in self.live_nodes():  # ... and every node has heard (gossip) which nodes are replicas
+                with node.client() as client:
+                    lines = client.execute_command("CLUSTER", "NODES").splitlines()
+                    if sum(" slave " in f" {line.split()[2].replace(',', ' ')} " and "fail" not in line
+                           for line in lines) != replicas:
                         return False
             return True
 
