@@ -169,6 +169,7 @@ async def resharding_drill(cluster: LocalCluster, client: RedisCluster, sessions
     try:
         new_node = await asyncio.to_thread(cluster.new_node)
         await asyncio.to_thread(cluster.meet, [new_node])
+        await asyncio.to_thread(cluster.wait_healthy)  # the new node has heard who serves every slot
         session_slots = {await client.cluster_keyslot(stores[sid].messages_key) for sid in ids}
         own_first = min(first for first, _, node in cluster.slot_owners() if node is source)
         slots = sorted(session_slots | set(range(own_first + 1, own_first + extra_slots)))
