@@ -34,6 +34,7 @@ from session_management.common import (
     run_lesson,
 )
 
+from .redis_stores import REDIS_STORES
 from .stores import make_stores
 
 USER = {"role": "user", "content": "What did we decide about the launch date? " * 3}
@@ -120,12 +121,13 @@ def percentile(values: list[float], fraction: float) -> float:
 
 
 async def benchmark(url: str, concurrencies: list[int], turns: int, pool_size: int, stores_wanted: list[str] | None,
-                    progress: Progress, rotation: int, rounds: int = 1, pre_ping: bool = True) -> list[Result]:
+                    progress: Progress, rotation: int, rounds: int = 1, pre_ping: bool = True,
+                    redis: bool = False) -> list[Result]:
     engine = create_engine(url, pool_size=pool_size, max_overflow=0, pool_timeout=120, pool_pre_ping=pre_ping)
     results: list[Result] = []
     try:
         await create_session_tables(engine)
-        stores, close = await make_stores(url, engine, pool_size)
+        stores, close = await make_stores(url, engine, pool_size, redis)
         try:
             names = [n for n in stores if stores_wanted is None or n in stores_wanted]
             for name in names:  # warm up: open every pool's connections, prepare statements, fill caches
@@ -144,7 +146,8 @@ async def benchmark(url: str, concurrencies: list[int], turns: int, pool_size: i
                         runs[name] = (total[0] + latencies, total[1] + errors, total[2] + elapsed)
                 for name, (latencies, errors, elapsed) in runs.items():
                     results.append(Result(
-                        store=name, database=engine.dialect.name, concurrency=concurrency, turns=len(latencies),
+                        store=name, database="redis" if name in REDIS_STORES else engine.dialect.name,
+                        concurrency=concurrency, turns=len(latencies),
                         turns_per_s=round(len(latencies) / elapsed, 1),
                         p50_ms=round(percentile(latencies, 0.50) * 1000, 1),
                         p99_ms=round(percentile(latencies, 0.99) * 1000, 1),
@@ -228,7 +231,7 @@ async def main(args: argparse.Namespace) -> None:
     urls = [resolve_database_url(d) for d in databases]
     concurrencies = int_list(args.concurrency, [1, 10])
     pools = int_list(args.pool_size, [20])
-    unknown = set(args.store or []) - {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}
+    unknown = set(args.store or []) - {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite", *REDIS_STORES}
     if unknown:
         raise CourseError(f"unknown store(s): {', '.join(sorted(unknown))}",
                           "choose from sdk_sqlalchemy, course_session, raw_driver, sdk_sqlite")
@@ -243,6 +246,7 @@ async def main(args: argparse.Namespace) -> None:
     store_counts = [len((all_stores | ({"sdk_sqlite"} if url.startswith("sqlite") else set()))
                         & set(args.store or ["sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"]))
                     for url in urls]
+    store_counts[0] += len(set(REDIS_STORES) & set(args.store or REDIS_STORES)) if args.redis else 0
     if args.rounds <= 0:
         raise CourseError("--rounds must be positive", "use e.g. --rounds 3")
     progress = Progress(sum(c * args.turns for c in concurrencies) * sum(store_counts) * len(pools) * args.rounds)
@@ -250,7 +254,7 @@ async def main(args: argparse.Namespace) -> None:
     for rotation, url in enumerate(urls):
         for pool in pools:
             results += await benchmark(url, concurrencies, args.turns, pool, args.store, progress, rotation,
-                                       args.rounds, not args.no_pre_ping)
+                                       args.rounds, not args.no_pre_ping, args.redis and rotation == 0)
     progress.total = progress.done
     print()
     print_table(results)
@@ -276,6 +280,8 @@ if __name__ == "__main__":
                         help="only these stores: sdk_sqlalchemy, course_session, raw_driver, sdk_sqlite")
     parser.add_argument("--no-pre-ping", action="store_true",
                         help="create the engine without pool_pre_ping (the course's default is on)")
+    parser.add_argument("--redis", action="store_true",
+                        help="also benchmark lesson 09's Redis stores (throwaway redis-server processes)")
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--plot", help="draw throughput and p99 against concurrency into this PNG")
     run_lesson(main, parser.parse_args())

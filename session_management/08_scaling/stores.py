@@ -17,6 +17,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common.fast_session import CourseSession
 
+from .redis_stores import make_redis_stores
+
 
 class TurnStore(Protocol):
     async def get_items(self) -> list[Any]: ...
@@ -120,8 +122,8 @@ class _RawSession:
 StoreFactory = Callable[[str], TurnStore]
 
 
-async def make_stores(url: str, engine: AsyncEngine, pool_size: int) -> tuple[dict[str, StoreFactory],
-                                                                                Callable[[], Awaitable[None]]]:
+async def make_stores(url: str, engine: AsyncEngine, pool_size: int, redis: bool = False
+                      ) -> tuple[dict[str, StoreFactory], Callable[[], Awaitable[None]]]:
     """name -> factory(session_id) for every store that applies to this database, and a cleanup coroutine."""
     raw = RawDriver(url, pool_size)
     await raw.start()
@@ -134,4 +136,13 @@ async def make_stores(url: str, engine: AsyncEngine, pool_size: int) -> tuple[di
         database = make_url(url).database
         path = f"{database}-sdk_sqlite.db" if database and database != ":memory:" else ":memory:"
         stores["sdk_sqlite"] = lambda sid: SQLiteSession(sid, path)  # its own file: its own tables
-    return stores, raw.close
+    if not redis:
+        return stores, raw.close
+    redis_stores, close_redis = await make_redis_stores(pool_size)  # lesson 09's stores (--redis)
+    stores.update(redis_stores)
+
+    async def close_all() -> None:
+        await raw.close()
+        await close_redis()
+
+    return stores, close_all

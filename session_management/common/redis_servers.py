@@ -145,10 +145,11 @@ class LocalCluster:
     (:meth:`cut_replication`) while clients keep writing to the primary.
     """
 
-    def __init__(self, primaries: int = 3, replicas_per_primary: int = 1) -> None:
+    def __init__(self, primaries: int = 3, replicas_per_primary: int = 1, config: dict[str, str] | None = None) -> None:
         self.root = Path(tempfile.mkdtemp(prefix="course-redis-cluster-"))
         self.nodes: list[RedisServer] = []
         self.primaries, self.replicas_per_primary = primaries, replicas_per_primary
+        self.config = config or {}
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
     def __enter__(self) -> LocalCluster:
@@ -169,7 +170,7 @@ class LocalCluster:
 
     def new_node(self) -> RedisServer:
         node = RedisServer(self.root / f"node{len(self.nodes)}", cluster=True,
-                           config={"masteruser": REPLICATION_USER, "masterauth": REPLICATION_PASSWORD,
+                           config={**self.config, "masteruser": REPLICATION_USER, "masterauth": REPLICATION_PASSWORD,
                                    # a replica's first sync starts at once (the default waits 5 s for others)
                                    "repl-diskless-sync-delay": "0"}).start()
         with node.client() as client:
