@@ -10,8 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from session_management.common import CourseError
+from session_management.common import CourseError, load_env
+from session_management.common.redis_cluster_session import RedisClusterSession
 from session_management.common.redis_connect import configured_url, open_redis
+from tests.backends import require_all_backends
 from tests.conftest import PYTHON, REPO_ROOT
 from tests.redis_stores import require_redis_server
 
@@ -83,3 +85,24 @@ async def test_a_redis_that_does_not_answer_is_one_clear_error() -> None:
             pass
     with pytest.raises(CourseError, match="is not a Redis database"):
         configured_url("postgres")
+
+
+@pytest.mark.parametrize("name", ["redis", "redis-cluster"])
+async def test_the_configured_servers_serve_the_course_store(name: str) -> None:
+    """REDIS_URL / REDIS_CLUSTER_URL (CI: scripts/db-servers.sh start redis|redis-cluster) reach the right kind of
+    server, and the course's store round-trips a conversation there."""
+    variable = "REDIS_CLUSTER_URL" if name == "redis-cluster" else "REDIS_URL"
+    load_env()
+    if not os.environ.get(variable):
+        message = f"{name} unavailable: {variable} is not set (bash scripts/db-servers.sh start {name})"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+    async with open_redis(name) as target:
+        assert target.lab is None and target.cluster == (name == "redis-cluster")
+        session = RedisClusterSession(f"test-configured-{os.getpid()}", redis_client=target.client)
+        try:
+            await session.add_items([{"role": "user", "content": "hello"}])
+            assert await session.get_items() == [{"role": "user", "content": "hello"}]
+        finally:
+            await session.clear_session()

@@ -14,6 +14,7 @@ from agents.memory import Session, SessionSettings
 from redis.asyncio.cluster import RedisCluster
 
 from session_management.common.redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
+from session_management.common.redis_connect import cluster_client
 from session_management.common.redis_servers import LocalCluster, LocalRedis, RedisServer
 from tests.redis_stores import STORES, connect, flush, messages_key, require_redis_server, write_raw
 
@@ -224,3 +225,15 @@ async def test_the_sdk_store_cannot_write_on_a_cluster(client: RedisCluster) -> 
         await session.clear_session()
     slots = {await client.cluster_keyslot(f"agents:session:ada{suffix}") for suffix in ("", ":messages", ":counter")}
     assert len(slots) == 3
+
+
+async def test_more_conversations_than_connections_queue_instead_of_failing(cluster: LocalCluster) -> None:
+    """redis-py's cluster client raises MaxConnectionsError past max_connections per node; the store queues."""
+    small = cluster_client(cluster.url, max_connections=4)
+    try:
+        await asyncio.gather(*(RedisClusterSession(f"crowd-{n}", redis_client=small).add_items([msg(f"{n}")])
+                               for n in range(60)))
+        counts = [len(await RedisClusterSession(f"crowd-{n}", redis_client=small).get_items()) for n in range(60)]
+    finally:
+        await small.aclose()
+    assert counts == [1] * 60

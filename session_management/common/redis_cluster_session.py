@@ -22,8 +22,10 @@ cancellation is raised), and items that are not valid JSON are skipped by `get_i
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
+import weakref
 from collections.abc import Awaitable
 from typing import Any, TypeVar
 
@@ -68,6 +70,26 @@ if (t1 ~= 'none' and t1 ~= 'hash') or (t2 ~= 'none' and t2 ~= 'list') then
 end
 return redis.call('DEL', KEYS[1], KEYS[2])
 """
+
+
+_gates: weakref.WeakKeyDictionary[RedisCluster, asyncio.Semaphore] = weakref.WeakKeyDictionary()
+
+
+def _gate(client: RedisCluster | Redis) -> contextlib.AbstractAsyncContextManager[object]:
+    """A queue in front of a cluster client's connections.
+
+    redis-py's async `RedisCluster` opens at most ``max_connections`` (default 100) per node and then *raises*
+    MaxConnectionsError instead of waiting, so 1,000 conversations at once would fail. Operations here queue
+    for one of ``max_connections`` places first (each uses one connection at a time), so no node is ever asked
+    for more. A standalone `Redis` client's pool needs no gate (a BlockingConnectionPool waits by itself).
+    """
+    if not isinstance(client, RedisCluster):
+        return contextlib.nullcontext()
+    gate = _gates.get(client)
+    if gate is None:
+        limit = int(client.nodes_manager.connection_kwargs.get("max_connections") or 100)
+        gate = _gates[client] = asyncio.Semaphore(limit)
+    return gate
 
 
 class NotReplicatedError(Exception):
@@ -155,7 +177,7 @@ class RedisClusterSession(SessionABC):
 
     async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         session_limit = resolve_session_limit(limit, self.session_settings)
-        async with self._lock:
+        async with self._lock, _gate(self._redis):
             if session_limit is None:
                 return self._decode(await self._redis.lrange(self.messages_key, 0, -1))
             if session_limit <= 0:
@@ -194,7 +216,7 @@ class RedisClusterSession(SessionABC):
                                    self.session_id, self._ttl_ms, *data)
             await self._confirm_replicated()
 
-        async with self._lock:
+        async with self._lock, _gate(self._redis):
             await finish_then_raise_cancel(write())
 
     async def pop_item(self) -> TResponseInputItem | None:
@@ -208,7 +230,7 @@ class RedisClusterSession(SessionABC):
                     await self._confirm_replicated()
                     return items[0]
 
-        async with self._lock:
+        async with self._lock, _gate(self._redis):
             return await finish_then_raise_cancel(pop())
 
     async def clear_session(self) -> None:
@@ -216,5 +238,5 @@ class RedisClusterSession(SessionABC):
             await self._redis.eval(CLEAR_SCRIPT, 2, self.session_key, self.messages_key)
             await self._confirm_replicated()
 
-        async with self._lock:
+        async with self._lock, _gate(self._redis):
             await finish_then_raise_cancel(clear())
