@@ -274,13 +274,14 @@ start_redis() {
 start_redis_cluster() {
   if rd_pid_running "$RC_DIR/node0/redis.pid"; then RC_PORT=$(adopt_running_port redis-cluster "$RC_DIR" "$RC_PORT"); return; fi
   say "redis-cluster: starting 6 nodes on 127.0.0.1:$RC_PORT-$((RC_PORT + 5))"
-  local n nodes=()
+  local n nodes=() fresh=0
+  [ -f "$RC_DIR/node0/nodes.conf" ] || fresh=1  # else the nodes remember their cluster (a restart)
   for n in 0 1 2 3 4 5; do
     start_redis_node "$RC_DIR/node$n" $((RC_PORT + n)) --cluster-enabled yes --cluster-config-file nodes.conf \
       --cluster-node-timeout 5000 --repl-diskless-sync-delay 0
     nodes+=("127.0.0.1:$((RC_PORT + n))")
   done
-  if ! "$(rd_cli)" -p "$RC_PORT" cluster info | grep -q '^cluster_state:ok'; then
+  if [ "$fresh" = 1 ]; then
     # First start: slots to the first three, a replica each (a restart reuses the nodes.conf files instead).
     "$(rd_cli)" --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$RC_DIR/create.log" 2>&1 \
       || { tail -n 20 "$RC_DIR/create.log" >&2; die "redis-cluster: create failed (log above)"; }
