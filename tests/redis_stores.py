@@ -11,7 +11,8 @@ session id and optional session settings, as the contract registry of ``tests/st
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
 from typing import Any
 
 import pytest
@@ -77,3 +78,34 @@ STORES: dict[str, tuple[Callable[..., Session], bool]] = {
     "course_redis": (course_redis, False),
     "course_redis_cluster": (course_redis, True),
 }
+
+
+# -- Entries for the contract registry of tests/stores.py (issue 12's ``Store`` interface) --------------------
+@asynccontextmanager
+async def connect_standalone(url: str) -> AsyncIterator[Redis]:
+    """url -> a client on an emptied standalone Redis (the handle of the ``sdk_redis`` / ``course_redis`` entries)."""
+    client = connect(url, cluster=False)
+    try:
+        await flush(client)
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def connect_cluster(url: str) -> AsyncIterator[RedisCluster]:
+    """url (any node) -> a cluster client on an emptied Redis Cluster (the ``course_redis_cluster`` entry)."""
+    client = connect(url, cluster=True)
+    try:
+        await flush(client)
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def write_raw_sdk(client: Any, session_id: str, text: str) -> None:
+    await write_raw("sdk_redis", client, session_id, text)
+
+
+async def write_raw_course(client: Any, session_id: str, text: str) -> None:
+    await write_raw("course_redis", client, session_id, text)
