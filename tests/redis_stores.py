@@ -83,10 +83,9 @@ STORES: dict[str, tuple[Callable[..., Session], bool]] = {
 # -- Entries for the contract registry of tests/stores.py (issue 12's ``Store`` interface) --------------------
 @asynccontextmanager
 async def connect_standalone(url: str) -> AsyncIterator[Redis]:
-    """url -> a client on an emptied standalone Redis (the handle of the ``sdk_redis`` / ``course_redis`` entries)."""
+    """url -> a client on a standalone Redis (the handle of the ``sdk_redis`` / ``course_redis`` entries)."""
     client = connect(url, cluster=False)
     try:
-        await flush(client)
         yield client
     finally:
         await client.aclose()
@@ -94,11 +93,19 @@ async def connect_standalone(url: str) -> AsyncIterator[Redis]:
 
 @asynccontextmanager
 async def connect_cluster(url: str) -> AsyncIterator[RedisCluster]:
-    """url (any node) -> a cluster client on an emptied Redis Cluster (the ``course_redis_cluster`` entry)."""
+    """url (any node) -> a cluster client (the ``course_redis_cluster`` entry)."""
     client = connect(url, cluster=True)
     try:
-        await flush(client)
         yield client
+    finally:
+        await client.aclose()
+
+
+async def empty_redis(url: str, cluster: bool) -> None:
+    """What the ``database_url`` fixture does for a Redis backend: an empty database before each case."""
+    client = connect(url, cluster)
+    try:
+        await flush(client)
     finally:
         await client.aclose()
 
