@@ -5,6 +5,8 @@
 #   bash scripts/db-servers.sh start [postgres|mysql|all]    # prints the export lines for the URLs
 #   bash scripts/db-servers.sh stop  [postgres|mysql|all]
 #   bash scripts/db-servers.sh status [postgres|mysql|all]
+#   bash scripts/db-servers.sh start|stop|status redis|redis-cluster   # Redis (lesson 09), prints REDIS_URL /
+#                                        REDIS_CLUSTER_URL; ports $REDIS_PORT (6379), $REDIS_CLUSTER_PORT (7001-7006)
 #
 #   eval "$(bash scripts/db-servers.sh start)"                # start and export POSTGRES_URL / MYSQL_URL
 #
@@ -249,7 +251,91 @@ stop_mysql() {
   fi
 }
 
+# ---- Redis (lesson 09): a standalone server and a cluster of 3 primaries + 3 replicas -----------------------
+RD_PORT=${REDIS_PORT:-6379}
+RC_PORT=${REDIS_CLUSTER_PORT:-7001}  # the cluster's nodes use RC_PORT .. RC_PORT+5 (and +10000 for their bus)
+RD_DIR="$BASE_DIR/redis"
+RC_DIR="$BASE_DIR/redis-cluster"
+
+rd_bin() { command -v redis-server || die "redis-server not found: apt-get install -y redis-server (brew install redis)"; }
+rd_cli() { command -v redis-cli || die "redis-cli not found: apt-get install -y redis-tools"; }
+rd_pid_running() { local pid; pid=$(cat "$1" 2>/dev/null) && [ -n "$pid" ] && kill -0 "$pid" 2>/dev/null && grep -q '^redis-server' "/proc/$pid/comm" 2>/dev/null; }
+
+# start_redis_node dir port [extra redis-server args...]: AOF on (appendfsync everysec), loopback only, no password.
+start_redis_node() {
+  local dir=$1 port=$2; shift 2
+  if rd_pid_running "$dir/redis.pid"; then return 0; fi
+  port_in_use "$port" && die "port $port is taken by another server (a system Redis? try: service redis-server stop), or set REDIS_PORT / REDIS_CLUSTER_PORT"
+  prepare_base_dir
+  mkdir -p "$dir"
+  own_dir "$dir"
+  as_server_user "$(rd_bin)" --port "$port" --bind 127.0.0.1 --dir "$dir" --daemonize yes --pidfile "$dir/redis.pid" \
+    --logfile "$dir/server.log" --appendonly yes --appendfsync everysec --save "" "$@" >/dev/null
+  local tries=$((READY_TIMEOUT * 2))
+  until [ "$("$(rd_cli)" -p "$port" ping 2>/dev/null)" = PONG ]; do
+    tries=$((tries - 1))
+    [ "$tries" -gt 0 ] || { tail -n 20 "$dir/server.log" >&2; die "redis on $port: not ready after ${READY_TIMEOUT}s (log above)"; }
+    sleep 0.5
+  done
+}
+
+start_redis() {
+  if rd_pid_running "$RD_DIR/redis.pid"; then RD_PORT=$(adopt_running_port redis "$RD_DIR" "$RD_PORT"); return; fi
+  say "redis: starting on 127.0.0.1:$RD_PORT"
+  start_redis_node "$RD_DIR" "$RD_PORT"
+  printf '%s\n' "$RD_PORT" > "$RD_DIR/port"
+  say "redis: ready"
+}
+
+start_redis_cluster() {
+  if rd_pid_running "$RC_DIR/node0/redis.pid"; then RC_PORT=$(adopt_running_port redis-cluster "$RC_DIR" "$RC_PORT"); return; fi
+  say "redis-cluster: starting 6 nodes on 127.0.0.1:$RC_PORT-$((RC_PORT + 5))"
+  local n nodes=() fresh=0
+  [ -f "$RC_DIR/node0/nodes.conf" ] || fresh=1  # else the nodes remember their cluster (a restart)
+  for n in 0 1 2 3 4 5; do
+    start_redis_node "$RC_DIR/node$n" $((RC_PORT + n)) --cluster-enabled yes --cluster-config-file nodes.conf \
+      --cluster-node-timeout 5000 --repl-diskless-sync-delay 0
+    nodes+=("127.0.0.1:$((RC_PORT + n))")
+  done
+  if [ "$fresh" = 1 ]; then
+    # First start: slots to the first three, a replica each (a restart reuses the nodes.conf files instead).
+    "$(rd_cli)" --cluster create "${nodes[@]}" --cluster-replicas 1 --cluster-yes >"$RC_DIR/create.log" 2>&1 \
+      || { tail -n 20 "$RC_DIR/create.log" >&2; die "redis-cluster: create failed (log above)"; }
+  fi
+  local tries=$((READY_TIMEOUT * 2))
+  for n in 0 1 2 3 4 5; do
+    until "$(rd_cli)" -p $((RC_PORT + n)) cluster info | grep -q '^cluster_state:ok'; do
+      tries=$((tries - 1))
+      [ "$tries" -gt 0 ] || die "redis-cluster: node $((RC_PORT + n)) not ok after ${READY_TIMEOUT}s (logs: $RC_DIR/node*/server.log)"
+      sleep 0.5
+    done
+  done
+  printf '%s\n' "$RC_PORT" > "$RC_DIR/port"
+  say "redis-cluster: ready"
+}
+
+stop_redis_dir() {  # name dir...
+  local name=$1 dir pid stopped=0; shift
+  for dir in "$@"; do
+    if rd_pid_running "$dir/redis.pid"; then
+      pid=$(cat "$dir/redis.pid"); kill "$pid"
+      for _ in $(seq 1 40); do kill -0 "$pid" 2>/dev/null || break; sleep 0.25; done
+      kill -0 "$pid" 2>/dev/null && kill -9 "$pid"
+      stopped=1
+    fi
+  done
+  if [ "$stopped" = 1 ]; then say "$name: stopped"; else say "$name: not running"; fi
+}
+
 status() {
+  if [ "$1" = redis ]; then
+    if rd_pid_running "$RD_DIR/redis.pid"; then echo "redis: running on 127.0.0.1:$(recorded_port "$RD_DIR" "$RD_PORT") (data: $RD_DIR)"; else echo "redis: stopped"; fi
+    return
+  fi
+  if [ "$1" = redis-cluster ]; then
+    if rd_pid_running "$RC_DIR/node0/redis.pid"; then echo "redis-cluster: running on 127.0.0.1:$(recorded_port "$RC_DIR" "$RC_PORT")+5 (data: $RC_DIR)"; else echo "redis-cluster: stopped"; fi
+    return
+  fi
   if [ "$1" != mysql ]; then
     if pg_running 2>/dev/null; then echo "postgres: running on 127.0.0.1:$(recorded_port "$PG_DIR" "$PG_PORT") (data: $PG_DIR)"; else echo "postgres: stopped"; fi
   fi
@@ -269,7 +355,14 @@ print_urls() {
 
 command=${1:-}
 which=${2:-all}
-case "$which" in postgres|mysql|all) ;; *) die "unknown server '$which': use postgres, mysql or all" ;; esac
+case "$which" in postgres|mysql|all) ;; redis|redis-cluster) ;; *) die "unknown server '$which': use postgres, mysql, all, redis or redis-cluster" ;; esac
+# Redis is started on its own (`start redis`, `start redis-cluster`), so `all` needs no redis-server installed.
+case "$command:$which" in
+  start:redis) start_redis; echo "export REDIS_URL=redis://127.0.0.1:$RD_PORT/0"; exit 0 ;;
+  start:redis-cluster) start_redis_cluster; echo "export REDIS_CLUSTER_URL=redis://127.0.0.1:$RC_PORT/0"; exit 0 ;;
+  stop:redis) stop_redis_dir redis "$RD_DIR"; exit 0 ;;
+  stop:redis-cluster) stop_redis_dir redis-cluster "$RC_DIR"/node*; exit 0 ;;
+esac
 case "$command" in
   start)
     if [ "$which" != mysql ]; then start_postgres; fi

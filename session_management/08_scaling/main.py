@@ -26,7 +26,7 @@ import sys
 import time
 import uuid
 from collections import Counter
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -47,6 +47,7 @@ from session_management.common import (
 
 from .durability import durability_problems, server_settings
 from .peers import PEERS, require
+from .redis_stores import REDIS_STORES
 from .stores import STORES, Close, StoreFactory, TurnStore
 
 QUESTION = "What did we decide about the launch date? " * 3
@@ -245,7 +246,7 @@ async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> 
         await create_session_tables(engine)
         stores: dict[str, StoreFactory] = {}
         for name in plan.stores:
-            opened = await {**STORES, **PEERS}[name](url, engine, plan.pool_size)
+            opened = await {**STORES, **PEERS, **REDIS_STORES}[name](url, engine, plan.pool_size)
             if opened is not None:
                 stores[name], close = opened
                 closers.append(close)
@@ -267,7 +268,8 @@ async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> 
                 latencies = [latency for run in done for latency in run.latencies]
                 rates = [round(len(run.latencies) / run.elapsed, 1) for run in done]
                 results.append(Result(
-                    store=name, database=engine.dialect.name, concurrency=cell.concurrency, history=cell.history,
+                    store=name, database="redis" if name in REDIS_STORES else engine.dialect.name,
+                    concurrency=cell.concurrency, history=cell.history,
                     read=cell.read, limit=plan.limit if cell.read == "limit" else None, turns=len(latencies),
                     rounds=len(done), turns_per_s=round(statistics.median(rates), 1), turns_per_s_rounds=rates,
                     p50_ms=round(percentile(latencies, 0.50) * 1000, 1),
@@ -431,11 +433,12 @@ async def main(args: argparse.Namespace) -> None:
     concurrencies = int_list(args.concurrency, [1, 10])
     histories = int_list(args.history, [], zero=True)
     pools = int_list(args.pool_size, [20])
-    wanted = list(dict.fromkeys(args.store or [*STORES, *(PEERS if args.peers else [])]))
-    unknown = set(wanted) - set(STORES) - set(PEERS)
+    wanted = list(dict.fromkeys(args.store or [*STORES, *(PEERS if args.peers else []),
+                                               *(REDIS_STORES if args.redis else [])]))
+    unknown = set(wanted) - set(STORES) - set(PEERS) - set(REDIS_STORES)
     if unknown:
         raise CourseError(f"unknown store(s): {', '.join(sorted(unknown))}",
-                          f"choose from {', '.join([*STORES, *PEERS])}")
+                          f"choose from {', '.join([*STORES, *PEERS, *REDIS_STORES])}")
     for name in wanted:
         if name in PEERS:
             require(name)
@@ -464,12 +467,14 @@ async def main(args: argparse.Namespace) -> None:
              for pool in pools]
     progress = Progress(sum(cell.concurrency * args.turns * plan.rounds_for(name)
                             for url in urls for plan in plans for cell in cells for name in wanted
-                            if applies(name, url)))
+                            if applies(name, url, urls)))
     started = time.monotonic()
     results: list[Result] = []
     for rotation, url in enumerate(urls):
         for plan in plans:
-            results += await benchmark(url, plan, progress, rotation)
+            stores = [name for name in plan.stores if applies(name, url, urls)]
+            if stores:
+                results += await benchmark(url, replace(plan, stores=stores), progress, rotation)
     print(f"\n({time.monotonic() - started:.0f} s)")
     print_table(results)
     if args.json:
@@ -490,8 +495,11 @@ async def main(args: argparse.Namespace) -> None:
             f"{r.misordered} conversations out of order)" for r in broken), "see the table above")
 
 
-def applies(store: str, url: str) -> bool:
-    """Whether *store* runs on this database (the others are left out of its runs)."""
+def applies(store: str, url: str, urls: list[str]) -> bool:
+    """Whether *store* runs with this database (the others are left out of its runs). The Redis stores have
+    servers of their own: they run once, with the first database."""
+    if store in REDIS_STORES:
+        return url == urls[0]
     backend = make_url(url).get_backend_name()
     return {"sdk_sqlite": backend == "sqlite", "llamaindex": backend == "postgresql"}.get(store, True)
 
@@ -515,11 +523,13 @@ if __name__ == "__main__":
                         help="add the peers: LangChain, Google ADK, LlamaIndex (uv sync --group peers)")
     parser.add_argument("--peer-rounds", type=int, help="rounds for the peers (default: --rounds)")
     parser.add_argument("--store", action="append",
-                        help="only these stores: " + ", ".join([*STORES, *PEERS]))
+                        help="only these stores: " + ", ".join([*STORES, *PEERS, *REDIS_STORES]))
     parser.add_argument("--allow-non-durable", action="store_true",
                         help="measure on a server whose commits are not durable (fsync off...), with a warning")
     parser.add_argument("--no-pre-ping", action="store_true",
                         help="create the engine without pool_pre_ping (the course's default is on)")
+    parser.add_argument("--redis", action="store_true",
+                        help="also benchmark lesson 09's Redis stores (throwaway redis-server processes)")
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument("--plot", help="draw throughput, p99 and cost against history into this PNG")
     run_lesson(main, parser.parse_args())

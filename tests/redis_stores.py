@@ -1,0 +1,118 @@
+"""The Redis session stores under test, and throwaway Redis servers for them.
+
+Tests start their own servers (`redis-server` on free loopback ports, one per test module) because they
+restart and crash them. Without `redis-server` the Redis tests are skipped with the reason, or fail under
+``REQUIRE_ALL_BACKENDS=1`` (CI installs Debian's ``redis-server``).
+
+The three stores: the SDK's ``RedisSession`` on a standalone server (the control), and the course's
+``RedisClusterSession`` on a standalone server and on a Redis Cluster. Each entry takes a connected client, a
+session id and optional session settings, as the contract registry of ``tests/stores.py`` does.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Callable
+from contextlib import asynccontextmanager
+from typing import Any
+
+import pytest
+from agents.extensions.memory import RedisSession
+from agents.memory import Session
+from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
+
+from session_management.common import CourseError
+from session_management.common.redis_cluster_session import RedisClusterSession
+from session_management.common.redis_connect import cluster_client
+from session_management.common.redis_servers import redis_server_binary
+from tests.backends import require_all_backends
+
+Settings = Any
+PREFIX = "test"
+
+
+def require_redis_server() -> None:
+    """Skip (fail under REQUIRE_ALL_BACKENDS=1) when `redis-server` is not installed."""
+    try:
+        redis_server_binary()
+    except CourseError as error:
+        message = f"redis unavailable: {error.problem}"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+
+
+def connect(url: str, cluster: bool) -> Redis | RedisCluster:
+    return cluster_client(url) if cluster else Redis.from_url(url)
+
+
+def sdk_redis(client: Any, session_id: str, settings: Settings = None) -> Session:
+    return RedisSession(session_id, redis_client=client, key_prefix=PREFIX, session_settings=settings)
+
+
+def course_redis(client: Any, session_id: str, settings: Settings = None) -> Session:
+    return RedisClusterSession(session_id, redis_client=client, key_prefix=PREFIX, session_settings=settings)
+
+
+def messages_key(store: str, session_id: str, client: Any) -> str:
+    if store == "sdk_redis":
+        return f"{PREFIX}:{session_id}:messages"
+    return RedisClusterSession(session_id, redis_client=client, key_prefix=PREFIX).messages_key
+
+
+async def write_raw(store: str, client: Any, session_id: str, text: str) -> None:
+    """Append one stored item whose stored form is exactly *text* (as another tool might corrupt it)."""
+    await client.rpush(messages_key(store, session_id, client), text)
+
+
+async def flush(client: Redis | RedisCluster) -> None:
+    if isinstance(client, RedisCluster):
+        await client.flushall(target_nodes=RedisCluster.PRIMARIES)
+    else:
+        await client.flushall()
+
+
+# name -> (factory, runs on the cluster?)
+STORES: dict[str, tuple[Callable[..., Session], bool]] = {
+    "sdk_redis": (sdk_redis, False),
+    "course_redis": (course_redis, False),
+    "course_redis_cluster": (course_redis, True),
+}
+
+
+# -- Entries for the contract registry of tests/stores.py (issue 12's ``Store`` interface) --------------------
+@asynccontextmanager
+async def connect_standalone(url: str) -> AsyncIterator[Redis]:
+    """url -> a client on a standalone Redis (the handle of the ``sdk_redis`` / ``course_redis`` entries)."""
+    client = connect(url, cluster=False)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+@asynccontextmanager
+async def connect_cluster(url: str) -> AsyncIterator[RedisCluster]:
+    """url (any node) -> a cluster client (the ``course_redis_cluster`` entry)."""
+    client = connect(url, cluster=True)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+async def empty_redis(url: str, cluster: bool) -> None:
+    """What the ``database_url`` fixture does for a Redis backend: an empty database before each case."""
+    client = connect(url, cluster)
+    try:
+        await flush(client)
+    finally:
+        await client.aclose()
+
+
+async def write_raw_sdk(client: Any, session_id: str, text: str) -> None:
+    await write_raw("sdk_redis", client, session_id, text)
+
+
+async def write_raw_course(client: Any, session_id: str, text: str) -> None:
+    await write_raw("course_redis", client, session_id, text)

@@ -1,0 +1,108 @@
+"""Lesson 09 as a reader runs it: the first command starts its own Redis (or cluster) and removes it after;
+without `redis-server`, or with a Redis that does not answer, one line and exit status 2."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from session_management.common import CourseError, load_env
+from session_management.common.redis_cluster_session import RedisClusterSession
+from session_management.common.redis_connect import configured_url, open_redis
+from tests.backends import require_all_backends
+from tests.conftest import PYTHON, REPO_ROOT
+from tests.redis_stores import require_redis_server
+
+LESSON = "session_management.09_redis_session.main"
+
+
+def run_lesson(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([PYTHON, "-m", LESSON, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
+                          timeout=timeout, stdin=subprocess.DEVNULL)
+
+
+@pytest.fixture
+def env(lesson_env: dict[str, str]) -> dict[str, str]:
+    lesson_env["REDIS_URL"] = ""  # set-but-empty: a developer's .env cannot point the run elsewhere
+    lesson_env["REDIS_CLUSTER_URL"] = ""
+    return lesson_env
+
+
+def throwaway_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("course-redis-*")}
+
+
+def test_first_command_on_a_throwaway_server(env: dict[str, str]) -> None:
+    require_redis_server()
+    before = throwaway_dirs()
+    done = run_lesson([], env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "(throwaway, started for this run)" in out
+    assert "agent: Your name is Ada." in out
+    assert "lesson09:ada                       hash  3 fields" in out
+    assert "lesson09:ada:messages              list  4 items" in out
+    assert "shop sees    ['I want to buy a kettle.']" in out and "support sees ['My kettle is broken.']" in out
+    assert "1.2 s later: 0 items, EXISTS -> 0" in out
+    assert "then a crash (SIGKILL)   -> 0 items after the restart" in out
+    assert "then a clean shutdown (SIGTERM saves)  -> 1 item after the restart" in out
+    assert "(appendonly yes, appendfsync everysec), then a crash   -> 1 item after the restart" in out
+    assert throwaway_dirs() == before  # the server and its directory are gone
+
+
+def test_first_command_on_a_throwaway_cluster(env: dict[str, str]) -> None:
+    require_redis_server()
+    done = run_lesson(["--database", "redis-cluster"], env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("  replica :") == 3  # three primaries, a replica each
+    assert "add_items() -> TypeError: RedisSession does not support transactions with RedisCluster clients." in out
+    assert "agent: Your name is Ada." in out
+    assert "lesson09:{ada}               slot 5938" in out and "lesson09:{ada}:messages      slot 5938" in out
+    assert "10 items acknowledged,\n      10 of them lost when the replica took over" in out
+    assert "5 of 5 writes reported NOT replicated" in out and "0 confirmed items lost, 10 re-sent items present" in out
+    assert "10 of 10 conversations took another turn" in out
+    assert "20 of 20 conversations now live on the new primary" in out
+    assert "20 of 20 conversations complete and in order" in out
+
+
+def test_without_redis_server_one_line_and_exit_2(env: dict[str, str]) -> None:
+    env["PATH"] = os.path.dirname(PYTHON)  # the venv's python, no redis-server
+    done = run_lesson([], env, timeout=60)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: redis-server is not installed")
+    assert "apt-get install redis-server" in done.stderr and "brew install redis" in done.stderr
+    assert "docker run" in done.stderr and "Traceback" not in done.stderr
+
+
+async def test_a_redis_that_does_not_answer_is_one_clear_error() -> None:
+    with pytest.raises(CourseError, match="does not answer"):
+        async with open_redis("redis://127.0.0.1:1/0"):
+            pass
+    with pytest.raises(CourseError, match="is not a Redis database"):
+        configured_url("postgres")
+
+
+@pytest.mark.parametrize("name", ["redis", "redis-cluster"])
+async def test_the_configured_servers_serve_the_course_store(name: str) -> None:
+    """REDIS_URL / REDIS_CLUSTER_URL (CI: scripts/db-servers.sh start redis|redis-cluster) reach the right kind of
+    server, and the course's store round-trips a conversation there."""
+    variable = "REDIS_CLUSTER_URL" if name == "redis-cluster" else "REDIS_URL"
+    load_env()
+    if not os.environ.get(variable):
+        message = f"{name} unavailable: {variable} is not set (bash scripts/db-servers.sh start {name})"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+    async with open_redis(name) as target:
+        assert target.lab is None and target.cluster == (name == "redis-cluster")
+        session = RedisClusterSession(f"test-configured-{os.getpid()}", redis_client=target.client)
+        try:
+            await session.add_items([{"role": "user", "content": "hello"}])
+            assert await session.get_items() == [{"role": "user", "content": "hello"}]
+        finally:
+            await session.clear_session()
