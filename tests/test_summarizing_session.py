@@ -8,6 +8,7 @@ model through the summary; and a fault at the worst moment of a summary loses no
 from __future__ import annotations
 
 import asyncio
+import json
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any
@@ -275,3 +276,29 @@ async def test_a_store_without_atomic_replace_needs_a_journal(sqlite_engine: Asy
     with pytest.raises(CourseError, match="journal="):
         await session.add_items([item for number in range(3) for item in turn(number)])
     assert len(await session.get_items()) == 8  # the write itself landed; nothing was removed
+
+
+@pytest.mark.parametrize("store", ["sdk_sqlalchemy", "encrypted_sqlalchemy"])
+async def test_racing_summarizers_lose_nothing(engine: AsyncEngine, store: str) -> None:
+    """Two wrappers (two workers) write and summarise one conversation at once: the atomic replace refuses a
+    stale summary, so every item is either still stored or archived."""
+    await create_session_tables(engine)
+    first, second = summarizing(engine, store, "race"), summarizing(engine, store, "race")
+    await first.add_items(turn(0))
+    written: list[Any] = list(turn(0))
+    for round_number in range(8):
+        a = [item for n in range(100 * round_number + 1, 100 * round_number + 8) for item in turn(n)]
+        b = [item for n in range(100 * round_number + 50, 100 * round_number + 57) for item in turn(n)]
+        await asyncio.gather(first.add_items(a), second.add_items(b))
+        written += a + b
+    stored = await first.get_items()
+    archived = await first.archive.get_items()  # type: ignore[union-attr]
+    kept = {json_key(item) for item in archived + raw(stored)}
+    assert {json_key(item) for item in written} <= kept, "an item is neither stored nor archived"
+    assert orphans(stored) == set()
+    await first.add_items(turn(999))  # the next write brings it back within budget
+    assert len(await first.get_items()) <= BUDGET
+
+
+def json_key(item: Any) -> str:
+    return json.dumps(item, sort_keys=True)

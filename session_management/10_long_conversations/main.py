@@ -20,6 +20,7 @@ from session_management.common import (
     agent_says,
     choose_model,
     heading,
+    item_line,
     lesson_parser,
     note,
     open_database,
@@ -134,7 +135,9 @@ async def compaction(engine: AsyncEngine) -> None:
         request = server.requests[-1]
         note(f"it called POST /v1/responses/compact with model={request['model']} and "
              f"{len(request['input'])} input items, and stored what came back:")
-        show_items(await session.get_items())
+        for number, item in enumerate(await session.get_items(), start=1):
+            shown = item_line(item) if item.get("type") != "compaction" else f"[compaction] {item['encrypted_content']}"
+            print(f"    {number}. {shown}")
     note("OpenAI's answer keeps your messages and folds the rest into one encrypted item only OpenAI reads.")
 
 
