@@ -302,3 +302,24 @@ async def test_racing_summarizers_lose_nothing(engine: AsyncEngine, store: str) 
 
 def json_key(item: Any) -> str:
     return json.dumps(item, sort_keys=True)
+
+
+async def test_a_failing_summarizer_does_not_fail_the_write(sqlite_engine: AsyncEngine) -> None:
+    """A model outage while summarising: the turn's items are stored, nothing is removed, a later write retries."""
+    calls = 0
+
+    async def flaky(items: list[Any]) -> str:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            raise ConnectionError("model unreachable")
+        return "my name is Ada"
+
+    session = SummarizingSession(SQLAlchemySession("flaky", engine=sqlite_engine), max_items=6, summarizer=flaky)
+    written = [item for number in range(1, 5) for item in turn(number)]
+    await session.add_items(written)
+    assert isinstance(session.last_error, ConnectionError)
+    assert await session.get_items() == written
+    await session.add_items(turn(5))
+    stored = await session.get_items()
+    assert is_summary(stored[0]) and len(stored) <= 6 and calls == 2

@@ -120,17 +120,19 @@ def plot(rows: list[Row], path: Path) -> None:
     import matplotlib.pyplot as plt
 
     figure, (reads, tokens) = plt.subplots(1, 2, figsize=(12, 4.5))
+    colours = {"sqlite": "tab:green", "postgresql": "tab:blue", "mysql": "tab:orange", "mariadb": "tab:orange"}
     for database in sorted({r.database for r in rows}):
         series = sorted((r for r in rows if r.database == database), key=lambda r: r.items)
-        sizes = [r.items for r in series]
-        reads.plot(sizes, [r.get_all_ms for r in series], "-o", label=f"get_items() ({database})")
-        reads.plot(sizes, [r.get_limited_ms for r in series], ":o", label=f"get_items(limit={LIMIT}) ({database})")
-        reads.plot(sizes, [r.turn_ms for r in series], "--o", label=f"whole turn ({database})")
+        sizes, colour = [r.items for r in series], colours.get(database, "tab:gray")
+        reads.plot(sizes, [r.turn_ms for r in series], "--o", color=colour, label=f"whole turn ({database})")
+        reads.plot(sizes, [r.get_all_ms for r in series], "-o", color=colour, label=f"get_items() ({database})")
+        reads.plot(sizes, [r.get_limited_ms for r in series], ":o", color=colour,
+                   label=f"get_items(limit={LIMIT}) ({database})")
     first = sorted((r for r in rows if r.database == rows[0].database), key=lambda r: r.items)
     tokens.plot([r.items for r in first], [r.tokens_sent for r in first], "-o", label="whole history")
     limited = [item_tokens(item) for item in history(LIMIT)]
     tokens.plot([r.items for r in first], [sum(limited[: min(r.items, LIMIT)]) for r in first], ":o",
-                label=f"limit={LIMIT} or a summarising budget")
+                label=f"the newest {LIMIT} items only (limit={LIMIT})")
     for axis, title, unit in ((reads, "time per turn", "ms"), (tokens, "estimated tokens sent per turn", "tokens")):
         axis.set_xscale("log")
         axis.set_yscale("log")

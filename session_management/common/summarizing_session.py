@@ -174,6 +174,7 @@ class SummarizingSession(SessionABC):
         self._lock = asyncio.Lock()
         self._journal_checked = False
         self.compactions: list[Compaction] = []
+        self.last_error: Exception | None = None  # the latest summary that failed during add_items, if any
 
     @property
     def session_settings(self) -> SessionSettings | None:  # type: ignore[override]
@@ -194,7 +195,14 @@ class SummarizingSession(SessionABC):
         async with self._lock:
             await self._recover_locked()
             await self.underlying.add_items(items)
-            await self._compact_locked(force=False)
+            try:
+                await self._compact_locked(force=False)
+            except CourseError:
+                raise  # a setup mistake (no journal): say so now
+            except Exception as error:  # noqa: BLE001 - the items are stored; a failed summary must not fail the turn
+                self.last_error = error
+                logger.warning("session %s: summarising failed (%s: %s); the history is intact and a later write "
+                               "tries again", self.session_id, type(error).__name__, error)
 
     async def pop_item(self) -> TResponseInputItem | None:
         async with self._lock:
