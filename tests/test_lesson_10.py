@@ -6,6 +6,7 @@ from __future__ import annotations
 import importlib
 import json
 import subprocess
+from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -15,7 +16,7 @@ from agents.extensions.memory import SQLAlchemySession
 from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import OfflineModel, create_session_tables
+from session_management.common import OfflineModel, create_engine, create_session_tables
 from tests.conftest import PYTHON, REPO_ROOT
 
 LESSON = "session_management.10_long_conversations"
@@ -51,8 +52,16 @@ def get_weather(city: str) -> str:
     return f"sunny in {city}"
 
 
-async def tool_history(engine: AsyncEngine) -> SQLAlchemySession:
+@pytest.fixture
+async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
+    """What these tests check is the Runner's and the SDK's behaviour, the same on every database."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'lesson10.db'}")
     await create_session_tables(engine)
+    yield engine
+    await engine.dispose()
+
+
+async def tool_history(engine: AsyncEngine) -> SQLAlchemySession:
     session = SQLAlchemySession("tools", engine=engine)
     agent = Agent(name="A", model=OfflineModel(), tools=[get_weather])
     await Runner.run(agent, "What's the weather in Lisbon?", session=session)
@@ -60,9 +69,11 @@ async def tool_history(engine: AsyncEngine) -> SQLAlchemySession:
     return session
 
 
-async def test_the_sdk_drops_an_orphaned_result_under_a_limit_but_not_from_a_callback(engine: AsyncEngine) -> None:
-    """The facts section 3 states, on every database: a limit is safe at 0.24.0; a naive callback is not."""
-    session = await tool_history(engine)
+async def test_the_sdk_drops_an_orphaned_result_under_a_limit_but_not_from_a_callback(
+    sqlite_engine: AsyncEngine,
+) -> None:
+    """The facts section 3 states: a limit is safe at 0.24.0; a naive callback is not."""
+    session = await tool_history(sqlite_engine)
     model = tool_pairs.CheckedModel()
     agent = Agent(name="A", model=model, tools=[get_weather])
     with pytest.raises(tool_pairs.RejectedInput, match="No tool call found for function call output"):
@@ -77,9 +88,8 @@ async def test_the_sdk_drops_an_orphaned_result_under_a_limit_but_not_from_a_cal
     assert model.last_input[0] == {"role": "user", "content": "Thanks!"}  # the newest 4: two whole turns
 
 
-async def test_a_run_config_limit_of_none_does_not_lift_the_sessions_limit(engine: AsyncEngine) -> None:
-    await create_session_tables(engine)
-    session = SQLAlchemySession("limits", engine=engine, session_settings=SessionSettings(limit=2))
+async def test_a_run_config_limit_of_none_does_not_lift_the_sessions_limit(sqlite_engine: AsyncEngine) -> None:
+    session = SQLAlchemySession("limits", engine=sqlite_engine, session_settings=SessionSettings(limit=2))
     await session.add_items([{"role": "user", "content": "My name is Ada."}] +
                             [{"role": "user", "content": f"filler {n}"} for n in range(4)])
     agent = Agent(name="A", model=OfflineModel())
@@ -99,10 +109,10 @@ class RespondingWithIds(OfflineModel):
         return ModelResponse(output=response.output, usage=response.usage, response_id=f"resp_{self._calls}")
 
 
-async def test_compaction_session_calls_the_compact_endpoint(engine: AsyncEngine,
+async def test_compaction_session_calls_the_compact_endpoint(sqlite_engine: AsyncEngine,
                                                              monkeypatch: pytest.MonkeyPatch) -> None:
     """OpenAIResponsesCompactionSession against the local stand-in, found through OPENAI_BASE_URL."""
-    await create_session_tables(engine)
+    engine = sqlite_engine
     with standin.CompactionStandIn() as server:
         monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
         monkeypatch.setenv("OPENAI_API_KEY", "stand-in")
