@@ -272,7 +272,7 @@ async def test_a_token_budget(sqlite_engine: AsyncEngine) -> None:
 
 async def test_a_store_without_atomic_replace_needs_a_journal(sqlite_engine: AsyncEngine) -> None:
     engine = sqlite_engine
-    session = SummarizingSession(CourseSession("no-journal", engine=engine), max_items=4,
+    session = SummarizingSession(protocol_only_store(engine, "no-journal"), max_items=4,
                                  summarizer=ModelSummarizer(OfflineModel()))
     with pytest.raises(CourseError, match="journal="):
         await session.add_items([item for number in range(3) for item in turn(number)])
