@@ -84,6 +84,7 @@ def get_weather(city: str) -> str:
 
 async def the_trap(engine: AsyncEngine) -> None:
     step("3. The trap: a trim that splits a tool call from its result")
+    note("(offline model here, checking its input the way OpenAI's Responses API does)")
     model = CheckedModel()
     agent = Agent(name="Assistant", model=model, tools=[get_weather])
     session = SQLAlchemySession(fresh("tools"), engine=engine)
