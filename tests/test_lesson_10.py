@@ -16,7 +16,8 @@ from agents.extensions.memory import SQLAlchemySession
 from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import OfflineModel, create_engine, create_session_tables
+from session_management.common import OfflineModel
+from tests.backends import sqlite_engine as sqlite_engine_at
 from tests.conftest import PYTHON, REPO_ROOT
 
 LESSON = "session_management.10_long_conversations"
@@ -54,11 +55,8 @@ def get_weather(city: str) -> str:
 
 @pytest.fixture
 async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """What these tests check is the Runner's and the SDK's behaviour, the same on every database."""
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'lesson10.db'}")
-    await create_session_tables(engine)
-    yield engine
-    await engine.dispose()
+    async with sqlite_engine_at(tmp_path / "lesson10.db") as engine:
+        yield engine
 
 
 async def tool_history(engine: AsyncEngine) -> SQLAlchemySession:

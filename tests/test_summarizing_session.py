@@ -20,7 +20,7 @@ from agents.memory import Session, SessionSettings
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import CourseError, OfflineModel, create_engine, create_session_tables
+from session_management.common import CourseError, OfflineModel, create_session_tables
 from session_management.common.fast_session import CourseSession
 from session_management.common.summarizing_session import (
     ModelSummarizer,
@@ -28,7 +28,9 @@ from session_management.common.summarizing_session import (
     is_summary,
     item_tokens,
     safe_cut,
+    summary_item,
 )
+from tests.backends import sqlite_engine as sqlite_engine_at
 
 KEY = "a test secret, not a real key"
 BUDGET = 40
@@ -251,11 +253,8 @@ def test_cuts_start_at_a_user_message_and_keep_tool_pairs() -> None:
 
 @pytest.fixture
 async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    """For what does not depend on the database."""
-    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'one.db'}")
-    await create_session_tables(engine)
-    yield engine
-    await engine.dispose()
+    async with sqlite_engine_at(tmp_path / "one.db") as engine:
+        yield engine
 
 
 async def test_a_token_budget(sqlite_engine: AsyncEngine) -> None:
@@ -324,3 +323,18 @@ async def test_a_failing_summarizer_does_not_fail_the_write(sqlite_engine: Async
     await session.add_items(turn(5))
     stored = await session.get_items()
     assert is_summary(stored[0]) and len(stored) <= 6 and calls == 2
+
+
+def test_the_offline_model_writes_a_summary_it_can_read_back() -> None:
+    """Rule 5 of the offline model: summaries carry facts (likes included) forward, and questions state none."""
+    from session_management.common.offline_model import answer, read_conversation
+
+    said = read_conversation([{"role": "user", "content": "My name is Ada and I like chess. I live in Lisbon."},
+                              {"role": "user", "content": "Is it late? My cat is Tom."},
+                              {"role": "user", "content": "Summarize the conversation."}])
+    summary = answer(said)
+    assert summary == "The user told me: my name is Ada; I live in Lisbon; I like chess."
+    later = read_conversation([summary_item(summary), {"role": "user", "content": "What do you know about me?"}])
+    assert answer(later).startswith("Here is what I know: your name is Ada; you live in Lisbon; you like chess.")
+    nothing = read_conversation([{"role": "user", "content": "Summarise this, please."}])
+    assert answer(nothing) == "The user has not told me any facts yet."

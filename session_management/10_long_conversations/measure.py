@@ -20,6 +20,7 @@ import json
 import statistics
 import time
 import uuid
+from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -62,11 +63,11 @@ def history(count: int) -> list[dict[str, str]]:
             {"role": "assistant", "content": f"{ANSWER}({n})"} for n in range(count)]
 
 
-async def timed(coroutine_factory, repeats: int) -> float:  # type: ignore[no-untyped-def]
+async def timed(call: Callable[[], Awaitable[object]], repeats: int) -> float:
     samples = []
     for _ in range(repeats):
         started = time.perf_counter()
-        await coroutine_factory()
+        await call()
         samples.append((time.perf_counter() - started) * 1000)
     return round(statistics.median(samples), 2)
 

@@ -206,15 +206,24 @@ def _fact_answer(key: str, facts: dict[str, str], label: str | None = None) -> s
     return f"I don't know your {label} yet: you haven't told me."
 
 
-def _summary(conversation: Conversation) -> str:
+def _fact_phrases(conversation: Conversation, *, first_person: bool) -> list[str]:
+    """Every fact as a phrase: "your name is Ada" for the reply, or "my name is Ada", as the user said it."""
+    my, i = ("my", "I") if first_person else ("your", "you")
     facts = conversation.facts
-    known = [f"your {key} is {value}" for key, value in facts.items() if key not in ("home", "work")]
+    phrases = [f"{my} {key} is {value}" for key, value in facts.items() if key not in ("home", "work")]
     if "home" in facts:
-        known.append(f"you live in {facts['home']}")
+        phrases.append(f"{i} live in {facts['home']}")
     if "work" in facts:
-        known.append(f"you work {facts['work']}")
-    if conversation.likes:
-        known.append("you like " + ", ".join(conversation.likes))
+        phrases.append(f"{i} work {facts['work']}")
+    if first_person:  # one statement per thing, so each reads back as a fact of its own
+        phrases += [f"I like {thing}" for thing in conversation.likes]
+    elif conversation.likes:
+        phrases.append("you like " + ", ".join(conversation.likes))
+    return phrases
+
+
+def _summary(conversation: Conversation) -> str:
+    known = _fact_phrases(conversation, first_person=False)
     turns = f"This is message {conversation.turn} from you in this conversation."
     if not known:
         return f"I don't know anything about you yet. {turns}"
@@ -223,13 +232,7 @@ def _summary(conversation: Conversation) -> str:
 
 def summary_of_facts(conversation: Conversation) -> str:
     """The facts the user stated, in their own words, so a later read learns them again (rule 5)."""
-    facts = conversation.facts
-    said = [f"my {key} is {value}" for key, value in facts.items() if key not in ("home", "work")]
-    if "home" in facts:
-        said.append(f"I live in {facts['home']}")
-    if "work" in facts:
-        said.append(f"I work {facts['work']}")
-    said += [f"I like {thing}" for thing in conversation.likes]
+    said = _fact_phrases(conversation, first_person=True)
     if not said:
         return "The user has not told me any facts yet."
     return "The user told me: " + "; ".join(said) + "."
