@@ -10,14 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import os
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from sqlalchemy import MetaData, text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from session_management.common import CourseError, check_connection, create_engine
+from session_management.common import CourseError, check_connection, create_engine, create_session_tables
 from session_management.common.settings import load_env, resolve_database_url
 
 SERVER_BACKENDS = ("postgres", "mysql")
@@ -119,5 +122,16 @@ async def reset_database(url: str) -> None:
     engine = create_engine(url)
     try:
         await drop_all_tables(engine)
+    finally:
+        await engine.dispose()
+
+
+@asynccontextmanager
+async def sqlite_engine(path: Path) -> AsyncIterator[AsyncEngine]:
+    """An engine on a new SQLite file with the SDK's tables, for tests whose subject is not the database."""
+    engine = create_engine(f"sqlite+aiosqlite:///{path}")
+    try:
+        await create_session_tables(engine)
+        yield engine
     finally:
         await engine.dispose()

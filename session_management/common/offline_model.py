@@ -21,7 +21,11 @@ Rules, applied to the newest user message (matching is case-insensitive):
    "what do I like?", "what do you know about me?" (every fact, plus the turn count),
    "how many messages/turns ...?", "what did I just say?", "what was my first message?".
    When the fact was never stated it says so plainly: "I don't know your name yet: you haven't told me."
-5. Otherwise it acknowledges facts just stated ("Nice to meet you, Ada!"), greets a greeting, or echoes the
+5. **Summaries.** "Summarize the conversation" is answered with every fact in the user's own words
+   ("The user told me: my name is Ada; I live in Paris."), and a ``system``/``developer`` message in the history
+   (such as a summary written that way) is read for facts like a user message, so a summary carries facts
+   forward (the course's ``SummarizingSession`` relies on both).
+6. Otherwise it acknowledges facts just stated ("Nice to meet you, Ada!"), greets a greeting, or echoes the
    message, saying it is the offline model.
 
 Usage is estimated as one token per four characters of input and output, one request per call, so usage
@@ -152,6 +156,8 @@ def read_conversation(input: str | list[TResponseInputItem]) -> Conversation:
             conversation.user_messages.append(text)
             conversation.tool_results.clear()
             learn_facts(text, conversation.facts, conversation.likes)
+        elif item.get("role") in ("system", "developer") and kind in (None, "message"):
+            learn_facts(_text_of(item.get("content")), conversation.facts, conversation.likes)  # e.g. a summary
     return conversation
 
 
@@ -200,19 +206,36 @@ def _fact_answer(key: str, facts: dict[str, str], label: str | None = None) -> s
     return f"I don't know your {label} yet: you haven't told me."
 
 
-def _summary(conversation: Conversation) -> str:
+def _fact_phrases(conversation: Conversation, *, first_person: bool) -> list[str]:
+    """Every fact as a phrase: "your name is Ada" for the reply, or "my name is Ada", as the user said it."""
+    my, i = ("my", "I") if first_person else ("your", "you")
     facts = conversation.facts
-    known = [f"your {key} is {value}" for key, value in facts.items() if key not in ("home", "work")]
+    phrases = [f"{my} {key} is {value}" for key, value in facts.items() if key not in ("home", "work")]
     if "home" in facts:
-        known.append(f"you live in {facts['home']}")
+        phrases.append(f"{i} live in {facts['home']}")
     if "work" in facts:
-        known.append(f"you work {facts['work']}")
-    if conversation.likes:
-        known.append("you like " + ", ".join(conversation.likes))
+        phrases.append(f"{i} work {facts['work']}")
+    if first_person:  # one statement per thing, so each reads back as a fact of its own
+        phrases += [f"I like {thing}" for thing in conversation.likes]
+    elif conversation.likes:
+        phrases.append("you like " + ", ".join(conversation.likes))
+    return phrases
+
+
+def _summary(conversation: Conversation) -> str:
+    known = _fact_phrases(conversation, first_person=False)
     turns = f"This is message {conversation.turn} from you in this conversation."
     if not known:
         return f"I don't know anything about you yet. {turns}"
     return "Here is what I know: " + "; ".join(known) + f". {turns}"
+
+
+def summary_of_facts(conversation: Conversation) -> str:
+    """The facts the user stated, in their own words, so a later read learns them again (rule 5)."""
+    said = _fact_phrases(conversation, first_person=True)
+    if not said:
+        return "The user has not told me any facts yet."
+    return "The user told me: " + "; ".join(said) + "."
 
 
 def answer(conversation: Conversation) -> str:
@@ -224,6 +247,8 @@ def answer(conversation: Conversation) -> str:
 
     if conversation.tool_results:
         return " ".join(f"{name} says: {output}" for name, output in conversation.tool_results)
+    if re.search(r"\bsummari[sz]e\b", lowered):
+        return summary_of_facts(conversation)
     if re.search(r"\b(what(?:'s| is) my name|who am i|do you (?:know|remember) my name)\b", lowered):
         return _fact_answer("name", facts)
     if re.search(r"\bwhere do i live\b", lowered):

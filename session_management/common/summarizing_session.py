@@ -1,0 +1,324 @@
+"""SummarizingSession: a Session wrapper that keeps history within a budget by summarising its oldest part.
+
+Wrap any store (SQLAlchemySession, CourseSession, EncryptedSession, RedisSession, ...)::
+
+    session = SummarizingSession(SQLAlchemySession("user-1", engine=engine), max_items=40)
+
+After every ``add_items`` the wrapper checks the budget (``max_items`` and/or ``max_tokens``, tokens estimated
+as one per four characters of the stored JSON). Over budget, it keeps the newest part verbatim (``keep_items`` /
+``keep_tokens``, by default half the budget), has a model summarise everything before it, and replaces that
+older part with one summary item: a ``system`` message starting with :data:`SUMMARY_PREFIX`. The next summary
+summarises the previous one with the items after it, so early facts carry forward.
+
+Never loses anything on a crash:
+
+* **Atomically** where the store supports the SDK's compaction protocol (``SQLAlchemySession`` on SQLite,
+  PostgreSQL and MySQL, ``SQLiteSession``, and ``EncryptedSession`` over those): the summary is inserted and the
+  old rows deleted in one transaction, which also checks that nobody appended in the meantime. That protocol
+  (``_get_compaction_snapshot``) is private to the SDK; openai-agents is pinned and the tests catch a change.
+* **Journaled** on any other store: the new history (summary + kept items) is written to a ``journal`` session
+  first; only then is the store cleared and rewritten, and the journal cleared last. A crash in between is
+  repaired by the next wrapper that touches the session (it finishes or abandons the rewrite). The journaled
+  path protects against crashes, not against another *process* appending during the rewrite: one writer per
+  conversation (as a chat service has) is assumed there.
+* ``archive=`` (any Session) receives the raw items before they leave the store, so nothing is deleted at all.
+
+A cut never splits a tool call from its result: the kept part always starts at a user message and contains the
+call of every tool result in it.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
+
+from agents import Agent, Model, Runner
+from agents.items import TResponseInputItem
+from agents.memory import Session, SessionABC, SessionSettings
+
+from .errors import CourseError
+from .offline_model import estimate_tokens
+
+logger = logging.getLogger(__name__)
+
+SUMMARY_PREFIX = "Summary of the earlier conversation: "
+ALL_ITEMS = 2_147_483_647  # an explicit "everything", so a store's SessionSettings(limit=...) cannot shorten reads
+SUMMARY_INSTRUCTIONS = (
+    "You keep a running summary of a conversation between a user and an assistant. Write it in the user's own "
+    "words where they stated facts about themselves (for example 'my name is Ada; I live in Paris'), keep every "
+    "name, number, decision and open question, and drop small talk. Reply with the summary only."
+)
+SUMMARY_REQUEST = "Summarize the conversation above, including anything in an earlier summary."
+
+Summarizer = Callable[[list[TResponseInputItem]], Awaitable[str]]
+
+
+def is_summary(item: Any) -> bool:
+    return (isinstance(item, dict) and item.get("role") == "system"
+            and isinstance(item.get("content"), str) and item["content"].startswith(SUMMARY_PREFIX))
+
+
+def summary_item(text: str) -> TResponseInputItem:
+    return {"role": "system", "content": SUMMARY_PREFIX + text.strip()}  # type: ignore[return-value]
+
+
+def item_tokens(item: Any) -> int:
+    """Estimated tokens of one stored item: one per four characters of its JSON, as the offline model counts."""
+    return estimate_tokens(json.dumps(item, default=str, separators=(",", ":")))
+
+
+def _text(content: Any) -> str:
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        return " ".join(str(part.get("text", "")) for part in content if isinstance(part, dict))
+    return ""
+
+
+def as_plain_messages(items: list[TResponseInputItem]) -> list[TResponseInputItem]:
+    """Items a summarising model can read without the tools they mention: tool calls and results become text.
+
+    Sending raw ``function_call`` items to a model that has no such tool is rejected by some providers.
+    """
+    names: dict[str, str] = {}
+    plain: list[Any] = []
+    for item in items:
+        if not isinstance(item, dict):
+            continue
+        kind = item.get("type")
+        if kind == "function_call":
+            names[str(item.get("call_id"))] = str(item.get("name"))
+            plain.append({"role": "assistant", "content": f"(called {item.get('name')}({item.get('arguments')}))"})
+        elif kind == "function_call_output":
+            name = names.get(str(item.get("call_id")), "a tool")
+            plain.append({"role": "assistant", "content": f"({name} returned: {_text(item.get('output'))})"})
+        elif item.get("role") in ("user", "assistant", "system", "developer"):
+            plain.append({"role": item["role"], "content": _text(item.get("content"))})
+    return plain
+
+
+class ModelSummarizer:
+    """Summarises items with a model: the course's choice (offline model without a key) unless given one."""
+
+    def __init__(self, model: str | Model | None = None, instructions: str = SUMMARY_INSTRUCTIONS) -> None:
+        if model is None:
+            from .models import lesson_model  # here, not at import: reading .env is the caller's moment
+
+            model = lesson_model()
+        self.agent = Agent(name="Summarizer", instructions=instructions, model=model)
+
+    async def __call__(self, items: list[TResponseInputItem]) -> str:
+        request: list[Any] = [*as_plain_messages(items), {"role": "user", "content": SUMMARY_REQUEST}]
+        result = await Runner.run(self.agent, request)
+        return str(result.final_output)
+
+
+@dataclass(frozen=True)
+class Compaction:
+    """What one summarisation did (returned by :meth:`SummarizingSession.compact`)."""
+
+    items_before: int
+    items_after: int
+    tokens_before: int
+    tokens_after: int
+    summarized: int  # items replaced by the summary (a previous summary included)
+    atomic: bool  # True: one transaction (the SDK's protocol); False: the journaled rewrite
+
+
+def safe_cut(items: list[TResponseInputItem], earliest: int) -> int | None:
+    """The first index >= *earliest* where the history may be cut: a user message whose kept suffix holds the
+    call of every tool result in it. None when there is no such place."""
+    for cut in range(max(earliest, 1), len(items)):
+        item = items[cut]
+        if not (isinstance(item, dict) and item.get("role") == "user" and item.get("type") in (None, "message")):
+            continue
+        kept = items[cut:]
+        calls = {i.get("call_id") for i in kept if isinstance(i, dict) and i.get("type") == "function_call"}
+        outputs = {i.get("call_id") for i in kept if isinstance(i, dict) and i.get("type") == "function_call_output"}
+        if outputs <= calls:
+            return cut
+    return None
+
+
+class SummarizingSession(SessionABC):
+    """A Session that summarises its oldest items when the history passes a budget (see the module docstring)."""
+
+    def __init__(
+        self,
+        underlying: Session,
+        *,
+        max_items: int | None = None,
+        max_tokens: int | None = None,
+        keep_items: int | None = None,
+        keep_tokens: int | None = None,
+        summarizer: Summarizer | None = None,
+        archive: Session | None = None,
+        journal: Session | None = None,
+    ) -> None:
+        if max_items is None and max_tokens is None:
+            raise CourseError("SummarizingSession needs a budget.", "pass max_items=... and/or max_tokens=...")
+        if (max_items is not None and max_items < 3) or (max_tokens is not None and max_tokens < 1):
+            raise CourseError("The budget is too small to hold a summary and a turn.",
+                              "use max_items >= 3 (a summary, a question, an answer)")
+        self.underlying = underlying
+        self.session_id = underlying.session_id
+        self.max_items, self.max_tokens = max_items, max_tokens
+        self.keep_items = keep_items if keep_items is not None else (max_items // 2 if max_items else None)
+        self.keep_tokens = keep_tokens if keep_tokens is not None else (max_tokens // 2 if max_tokens else None)
+        self._summarizer = summarizer
+        self.archive, self.journal = archive, journal
+        self._lock = asyncio.Lock()
+        self._journal_checked = False
+        self.compactions: list[Compaction] = []
+        self.last_error: Exception | None = None  # the latest summary that failed during add_items, if any
+
+    @property
+    def session_settings(self) -> SessionSettings | None:  # type: ignore[override]
+        return getattr(self.underlying, "session_settings", None)
+
+    @property
+    def summarizer(self) -> Summarizer:
+        if self._summarizer is None:
+            self._summarizer = ModelSummarizer()
+        return self._summarizer
+
+    # -- the Session protocol: reads and writes go to the wrapped store ----------------------------------
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
+        await self._recover()
+        return await self.underlying.get_items(limit)
+
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
+        async with self._lock:
+            await self._recover_locked()
+            await self.underlying.add_items(items)
+            try:
+                await self._compact_locked(force=False)
+            except CourseError:
+                raise  # a setup mistake (no journal): say so now
+            except Exception as error:  # noqa: BLE001 - the items are stored; a failed summary must not fail the turn
+                self.last_error = error
+                logger.warning("session %s: summarising failed (%s: %s); the history is intact and a later write "
+                               "tries again", self.session_id, type(error).__name__, error)
+
+    async def pop_item(self) -> TResponseInputItem | None:
+        async with self._lock:
+            await self._recover_locked()
+            return await self.underlying.pop_item()
+
+    async def clear_session(self) -> None:
+        async with self._lock:
+            if self.journal is not None:
+                await self.journal.clear_session()
+            await self.underlying.clear_session()
+
+    # -- the budget --------------------------------------------------------------------------------------
+    def over_budget(self, items: list[TResponseInputItem]) -> bool:
+        if self.max_items is not None and len(items) > self.max_items:
+            return True
+        return self.max_tokens is not None and sum(map(item_tokens, items)) > self.max_tokens
+
+    def _earliest_cut(self, items: list[TResponseInputItem]) -> int:
+        """Keep at most keep_items / keep_tokens of the newest items: the cut may not be earlier than this."""
+        earliest = 1
+        if self.keep_items is not None:
+            earliest = max(earliest, len(items) - self.keep_items)
+        if self.keep_tokens is not None:
+            total, index = 0, len(items)
+            while index > 0 and total + item_tokens(items[index - 1]) <= self.keep_tokens:
+                index -= 1
+                total += item_tokens(items[index])
+            earliest = max(earliest, index)
+        return earliest
+
+    async def compact(self, *, force: bool = False) -> Compaction | None:
+        """Summarise now if over budget (or always, with *force*); None when nothing was done."""
+        async with self._lock:
+            await self._recover_locked()
+            return await self._compact_locked(force=force)
+
+    async def _compact_locked(self, *, force: bool) -> Compaction | None:
+        reader = getattr(self.underlying, "_get_compaction_snapshot", None)
+        snapshot = await reader(ALL_ITEMS) if reader is not None else None
+        if snapshot is not None and not snapshot.complete:
+            snapshot = None
+        items = list(snapshot.items) if snapshot is not None else await self.underlying.get_items(ALL_ITEMS)
+        if not force and not self.over_budget(items):
+            return None
+        cut = safe_cut(items, self._earliest_cut(items))
+        if cut is None:
+            logger.warning("session %s is over budget but has no safe place to cut (no user message in the "
+                           "newest part); it keeps growing until one arrives", self.session_id)
+            return None
+        old, kept = items[:cut], items[cut:]
+        summary = summary_item(await self.summarizer(old))
+        new_history = [summary, *kept]
+        await self._archive(old)
+        if snapshot is not None:
+            if not await snapshot.replace_suffix(0, new_history):
+                logger.info("session %s changed while summarising; trying again on the next write", self.session_id)
+                return None
+        elif not await self._journaled_rewrite(items, new_history):
+            return None
+        done = Compaction(len(items), len(new_history), sum(map(item_tokens, items)),
+                          sum(map(item_tokens, new_history)), len(old), atomic=snapshot is not None)
+        self.compactions.append(done)
+        return done
+
+    async def _archive(self, old: list[TResponseInputItem]) -> None:
+        """Copy the raw items (not earlier summaries) to the archive, once even if a retry repeats this."""
+        if self.archive is None:
+            return
+        raw = [item for item in old if not is_summary(item)]
+        if raw and await self.archive.get_items(len(raw)) != raw:
+            await self.archive.add_items(raw)
+
+    # -- the journaled path, for stores without an atomic replacement ------------------------------------
+    def _need_journal(self) -> Session:
+        if self.journal is None:
+            raise CourseError(
+                f"{type(self.underlying).__name__} cannot replace history atomically, and SummarizingSession "
+                "will not clear and rewrite it without a journal.",
+                "pass journal=<a second session of the same store>, e.g. with the id f'{session_id}:journal'",
+            )
+        return self.journal
+
+    async def _journaled_rewrite(self, before: list[TResponseInputItem], after: list[TResponseInputItem]) -> bool:
+        journal = self._need_journal()
+        await journal.clear_session()
+        await journal.add_items(after)  # 1. the summary and the kept items are durable before anything goes
+        self._journal_checked = False  # a failure from here on is repaired by the next call
+        if await self.underlying.get_items(ALL_ITEMS) != before:
+            await journal.clear_session()  # someone wrote meanwhile: abandon, nothing was removed
+            self._journal_checked = True
+            return False
+        await self.underlying.clear_session()  # 2. the old history goes
+        await self.underlying.add_items(after)  # 3. the new history lands
+        await journal.clear_session()  # 4. done
+        self._journal_checked = True
+        return True
+
+    async def _recover(self) -> None:
+        if self.journal is None or self._journal_checked:
+            return
+        async with self._lock:
+            await self._recover_locked()
+
+    async def _recover_locked(self) -> None:
+        """Finish or abandon a journaled rewrite a crash interrupted."""
+        if self.journal is None or self._journal_checked:
+            return
+        target = await self.journal.get_items(ALL_ITEMS)
+        if target:
+            current = await self.underlying.get_items(ALL_ITEMS)
+            if current[: len(target)] == target:
+                pass  # the rewrite landed (newer items may follow); only the journal was left
+            elif target[: len(current)] == current:
+                await self.underlying.add_items(target[len(current):])  # cleared, not (fully) rewritten: finish
+                logger.warning("session %s: finished a summary rewrite a crash interrupted", self.session_id)
+            # else: the old history is still in place (the crash came before clearing): abandon the rewrite
+            await self.journal.clear_session()
+        self._journal_checked = True
