@@ -21,7 +21,7 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import CourseError, OfflineModel, create_session_tables
-from session_management.common.fast_session import CourseSession
+from session_management.common.course_session import CourseSession
 from session_management.common.summarizing_session import (
     ModelSummarizer,
     SummarizingSession,
