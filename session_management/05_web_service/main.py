@@ -31,7 +31,7 @@ from session_management.common import (
     open_database,
     redact,
     resolve_database_url,
-    run_lesson,
+    run_main,
     step,
 )
 
@@ -76,8 +76,9 @@ def port_number(value: str) -> int:
 
 
 async def preflight(url: str) -> None:
-    """Prove the database answers before uvicorn starts, so a mistake is one line, not uvicorn's traceback."""
-    async with open_database(url, create_tables=False):
+    """Prove the database answers and the SDK's tables can be made before uvicorn starts, so a mistake (server
+    down, wrong password, no rights to create tables) is one line, not uvicorn's traceback."""
+    async with open_database(url):
         pass
 
 
@@ -219,11 +220,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     arguments = build_parser().parse_args()
-    if arguments.serve:
-        try:
-            serve(arguments)
-        except CourseError as error:
-            print(f"error: {error}", file=sys.stderr)
-            raise SystemExit(2) from None
-    else:
-        run_lesson(main, arguments)
+    run_main(lambda: serve(arguments) if arguments.serve else main(arguments))

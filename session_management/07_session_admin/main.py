@@ -44,8 +44,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         asyncio.run(dispatch(args))
     except CourseError as error:
-        # One line: the problem, and the fix if there is one.
-        print(f"error: {error.problem}" + (f" ({error.fix})" if error.fix else ""), file=sys.stderr)
+        print(f"error: {error}", file=sys.stderr)  # one line, as every lesson prints it (common/cli.py)
         return 2
     except SQLAlchemyError as error:
         print(f"error: the database refused: {str(error).splitlines()[0]}", file=sys.stderr)
