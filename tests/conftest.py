@@ -7,7 +7,8 @@ that is a failure.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import ExitStack
 from pathlib import Path
 
 import pytest
@@ -15,7 +16,7 @@ from agents import set_tracing_disabled
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine
-from tests import lessons
+from tests import lessons, redis_stores
 from tests.backends import (
     ALL_BACKENDS,
     AVAILABILITY,
@@ -51,13 +52,26 @@ def backend(request: pytest.FixtureRequest) -> str:
 
 
 @pytest.fixture
-def database_url(backend: str, tmp_path: Path) -> str:
-    """A URL to an empty database on *backend* (a fresh SQLite file, or the emptied test database)."""
+def database_url(backend: str, tmp_path: Path, request: pytest.FixtureRequest) -> str:
+    """A URL to an empty database on *backend* (a fresh SQLite file, the emptied test database, or an emptied
+    Redis: ``redis`` / ``redis-cluster``, for the contract suite's Redis stores)."""
     if backend == "sqlite":
         return f"sqlite+aiosqlite:///{tmp_path / 'test.db'}"
+    if backend in redis_stores.REDIS_BACKENDS:
+        url = request.getfixturevalue("redis_servers")(backend)
+        asyncio.run(redis_stores.empty_redis(url, backend == "redis-cluster"))
+        return url
     url = server_url(backend)
     asyncio.run(_reset_database(url))
     return url
+
+
+@pytest.fixture(scope="session")
+def redis_servers() -> Iterator[Callable[[str], str]]:
+    """backend -> URL of the Redis the run uses for it; throwaway servers start on first use, stop at the end."""
+    urls: dict[str, str] = {}
+    with ExitStack() as stack:
+        yield lambda backend: urls.get(backend) or urls.setdefault(backend, redis_stores.contract_url(backend, stack))
 
 
 @pytest.fixture

@@ -11,8 +11,9 @@ session id and optional session settings, as the contract registry of ``tests/st
 
 from __future__ import annotations
 
+import os
 from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
+from contextlib import ExitStack, asynccontextmanager
 from typing import Any
 
 import pytest
@@ -24,11 +25,12 @@ from redis.asyncio.cluster import RedisCluster
 from session_management.common import CourseError
 from session_management.common.redis_cluster_session import RedisClusterSession
 from session_management.common.redis_connect import cluster_client
-from session_management.common.redis_servers import redis_server_binary
+from session_management.common.redis_servers import LocalCluster, LocalRedis, redis_server_binary
 from tests.backends import require_all_backends
 
 Settings = Any
 PREFIX = "test"
+REDIS_BACKENDS = ("redis", "redis-cluster")
 
 
 def require_redis_server() -> None:
@@ -99,6 +101,18 @@ async def connect_cluster(url: str) -> AsyncIterator[RedisCluster]:
         yield client
     finally:
         await client.aclose()
+
+
+def contract_url(backend: str, stack: ExitStack) -> str:
+    """The server a contract case runs on: REDIS_URL / REDIS_CLUSTER_URL when set (CI starts both), else a
+    throwaway server (or a three-primary cluster) of this test run, entered on *stack*."""
+    require_redis_server()
+    configured = os.environ.get("REDIS_CLUSTER_URL" if backend == "redis-cluster" else "REDIS_URL")
+    if configured:
+        return configured
+    if backend == "redis-cluster":
+        return stack.enter_context(LocalCluster(primaries=3, replicas_per_primary=0)).url
+    return stack.enter_context(LocalRedis()).url
 
 
 async def empty_redis(url: str, cluster: bool) -> None:

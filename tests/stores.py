@@ -44,6 +44,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine, create_session_tables
 from session_management.common.course_session import CourseSession
+from tests import redis_stores as r
+from tests.summarizing_store import summarizing_sqlalchemy
 
 Settings = SessionSettings | dict[str, Any] | None
 SQL_BACKENDS = ("sqlite", "postgres", "mysql")
@@ -98,5 +100,11 @@ STORES: dict[str, Store] = {
     for store in (
         Store("sdk_sqlalchemy", SQL_BACKENDS, sql_engine, sdk_sqlalchemy, sql_write_raw, compaction_snapshot=True),
         Store("course_session", SQL_BACKENDS, sql_engine, course_session, sql_write_raw, compaction_snapshot=True),
+        # Lesson 10's wrapper over the SDK's store, with a budget the cases never reach: indistinguishable from it.
+        Store("summarizing_sqlalchemy", SQL_BACKENDS, sql_engine, summarizing_sqlalchemy, sql_write_raw),
+        # Lesson 09: the SDK's RedisSession is the control for the course's store on one server and on a cluster.
+        Store("sdk_redis", ("redis",), r.connect_standalone, r.sdk_redis, r.write_raw_sdk),
+        Store("course_redis", ("redis",), r.connect_standalone, r.course_redis, r.write_raw_course),
+        Store("course_redis_cluster", ("redis-cluster",), r.connect_cluster, r.course_redis, r.write_raw_course),
     )
 }

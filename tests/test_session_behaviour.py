@@ -239,7 +239,8 @@ async def test_concurrent_first_writes_to_a_new_session(make: Make, backend: str
     InnoDB (error 1213) and add_items raises OperationalError. Strict xfail: if upstream fixes it, this test
     fails and tells us to update lesson 02's note.
     """
-    known_deadlock = store_name == "sdk_sqlalchemy" and backend == "mysql"
+    # The summarizing wrapper writes through the SDK's store, so it inherits the deadlock.
+    known_deadlock = store_name in ("sdk_sqlalchemy", "summarizing_sqlalchemy") and backend == "mysql"
     if known_deadlock:
         request.applymarker(pytest.mark.xfail(strict=True, reason="SDK: InnoDB deadlock on concurrent first writes"))
     # A deadlock is a race, so the known case races five fresh sessions: the strict xfail then fails only if
@@ -287,14 +288,20 @@ def cancel_points() -> list[int]:
 
 
 @pytest.mark.parametrize("operation", sorted(OPERATIONS))
-async def test_cancellation_at_every_step(make: Make, handle: Any, operation: str) -> None:
+async def test_cancellation_at_every_step(make: Make, handle: Any, operation: str, store_name: str,
+                                          request: pytest.FixtureRequest) -> None:
     """Real cancellation (``Task.cancel``) after 0, 1, 2, ... event-loop steps, until the call finishes first;
     once, or (every other step) twice, the second while the first is being handled.
 
     The SDK's rule: a write that has started runs to its end, then `CancelledError` is raised, so a cancelled
     caller knows it landed; nothing is half-written; no connection is left checked out or mid-transaction
     (the next call on *another* session sharing the handle works).
+
+    The SDK's RedisSession breaks that rule for ``add_items``: cancelled between its WATCH and EXEC it abandons
+    the append, so nothing lands although the call had started (strict xfail; the course's Redis stores keep it).
     """
+    if store_name == "sdk_redis" and operation == "add_items":
+        request.applymarker(pytest.mark.xfail(strict=True, reason="SDK: RedisSession abandons a started append"))
     call, returns, landed = OPERATIONS[operation]
     session = make("victim")
     await session.add_items(BASE)
