@@ -15,6 +15,9 @@ The convention (documented for contributors in the top-level README):
     (a README that builds one example up in steps).
   - ``<!-- snippet: compile -->``: only compiled, and its imports executed, because it needs something a test
     cannot have (a real API key, a server at a placeholder address, a web framework's runtime). Use sparingly.
+  - ``<!-- snippet: excerpt -->``: lines shown from a file of the course, named by the block's first line
+    (``# from session_management/05_web_service/routes.py``); the test checks that the rest of the block stands
+    in that file, word for word, so the excerpt cannot drift from the code it shows. Not run, not linted.
 * **What a block prints is checked** (pydantic-ai style): every ``#>`` comment line in a block is a line of
   expected output; the lines the block prints must equal all its ``#>`` lines, in order. ``...`` inside a
   ``#>`` line matches any text (like doctest's ELLIPSIS), for ids, times and per-backend differences. A block
@@ -35,7 +38,7 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w+-]*)\s*$")
 _MARKER = re.compile(r"<!--\s*snippet:\s*(?P<mode>[\w-]+)\s*-->")
-MODES = ("run", "backends", "continue", "compile")
+MODES = ("run", "backends", "continue", "compile", "excerpt")
 
 
 @dataclass(frozen=True)
@@ -119,6 +122,8 @@ def lint_sources(snippets: list[Snippet]) -> dict[str, str]:
     sources: dict[str, str] = {}
     current: str | None = None
     for snippet in snippets:
+        if snippet.mode == "excerpt":  # a piece of a file that ruff checks as a whole
+            continue
         if snippet.mode == "continue" and current is not None:
             sources[current] += f"\n# --- continued at line {snippet.line}\n" + snippet.code
             continue
@@ -160,3 +165,17 @@ def run_in_fresh_thread(code: Any, namespace: dict[str, Any]) -> None:
         raise TimeoutError("the snippet did not finish within 240 s")
     if failure:
         raise failure[0]
+
+
+def excerpt_mismatch(snippet: Snippet, root: Path) -> str | None:
+    """None when an ``excerpt`` block's lines stand, in order and together, in the file its first line names."""
+    first, _, rest = snippet.code.partition("\n")
+    match = re.fullmatch(r"#\s*from\s+(\S+)", first.strip())
+    if match is None:
+        return f"{snippet.id}: an excerpt's first line must be '# from <path of the file it shows>'"
+    source = root / match.group(1)
+    if not source.is_file():
+        return f"{snippet.id}: {match.group(1)} does not exist"
+    if rest.strip() not in source.read_text(encoding="utf-8"):
+        return f"{snippet.id}: these lines are not (or no longer) in {match.group(1)}"
+    return None

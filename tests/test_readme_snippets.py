@@ -20,6 +20,7 @@ from tests.snippets import (
     Snippet,
     all_snippets,
     compile_snippet,
+    excerpt_mismatch,
     expected_output,
     import_statements,
     lint_sources,
@@ -58,6 +59,10 @@ def run_snippet(snippet: Snippet, database_url: str, workdir: Path, monkeypatch:
         link.symlink_to(REPO_ROOT / "session_management", target_is_directory=True)
     monkeypatch.chdir(workdir)
     monkeypatch.setenv("DATABASE_URL", database_url)
+    if snippet.mode == "excerpt":
+        mismatch = excerpt_mismatch(snippet, REPO_ROOT)
+        assert mismatch is None, mismatch
+        return
     code = compile_snippet(snippet)
     if snippet.mode == "compile":
         assert not expected_output(snippet), f"{snippet.id}: a compile-only block is not run, so #> cannot be checked"
@@ -116,7 +121,8 @@ def agents_without_a_model(code: str) -> list[int]:
             and not any(keyword.arg == "model" for keyword in node.keywords)]
 
 
-@pytest.mark.parametrize("snippet", [s for s in SNIPPETS if s.mode != "compile"], ids=lambda s: s.id)
+@pytest.mark.parametrize("snippet", [s for s in SNIPPETS if s.mode not in ("compile", "excerpt")],
+                         ids=lambda s: s.id)
 def test_a_block_says_what_a_paste_needs(snippet: Snippet) -> None:
     """The tests swap the offline model in; a reader's paste has no such help. A block whose Agent has no
     ``model=`` must be introduced (in the lines right before it) by a note naming OPENAI_API_KEY."""
@@ -155,3 +161,12 @@ def test_blocks_pass_ruff(tmp_path: Path) -> None:
         cwd=tmp_path, capture_output=True, text=True, timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+
+
+def test_an_excerpt_must_stand_in_its_file(tmp_path: Path) -> None:
+    """The excerpt check fails for lines the named file does not hold, or a file that is not there."""
+    (tmp_path / "code.py").write_text("def f():\n    return 1\n", encoding="utf-8")
+    readme = tmp_path / "README.md"
+    assert excerpt_mismatch(Snippet(readme, 1, "excerpt", "# from code.py\ndef f():\n    return 1\n"), tmp_path) is None
+    for code in ("# from code.py\ndef f():\n    return 2\n", "# from gone.py\ndef f():\n", "def f():\n"):
+        assert excerpt_mismatch(Snippet(readme, 1, "excerpt", code), tmp_path) is not None
