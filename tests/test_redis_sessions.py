@@ -1,6 +1,7 @@
-"""The Redis stores hold to the Session contract: the SDK's RedisSession (the control) and the course's
+"""What is particular to the Redis stores: the SDK's RedisSession (the control) and the course's
 RedisClusterSession on a standalone server and on a 3-primary Redis Cluster (one server and one cluster for
-the whole module, flushed before each test)."""
+the whole module, flushed before each test). The Session contract itself (order, limits, settings, pop, clear,
+corrupt items, 1 MB items, cancellation) runs on them in tests/test_session_behaviour.py."""
 
 from __future__ import annotations
 
@@ -10,13 +11,13 @@ from typing import Any
 
 import pytest
 from agents.extensions.memory import RedisSession
-from agents.memory import Session, SessionSettings
+from agents.memory import Session
 from redis.asyncio.cluster import RedisCluster
 
 from session_management.common.redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
 from session_management.common.redis_connect import cluster_client
 from session_management.common.redis_servers import LocalCluster, LocalRedis, RedisServer
-from tests.redis_stores import STORES, connect, flush, messages_key, require_redis_server, write_raw
+from tests.redis_stores import STORES, connect, flush, messages_key, require_redis_server
 
 
 def msg(text: str, role: str = "user") -> dict[str, str]:
@@ -61,46 +62,6 @@ def make(store: str, client: Any) -> Callable[..., Session]:
     return lambda session_id, settings=None: factory(client, session_id, settings)
 
 
-async def test_order_within_and_across_calls(make: Callable[..., Session]) -> None:
-    session = make("order")
-    await session.add_items([msg(f"item {i}") for i in range(50)])
-    for i in range(50, 60):
-        await session.add_items([msg(f"item {i}")])
-    assert [item["content"] for item in await session.get_items()] == [f"item {i}" for i in range(60)]
-
-
-async def test_limit_and_session_settings(make: Callable[..., Session]) -> None:
-    session = make("limit")
-    await session.add_items([msg(f"m{i}") for i in range(10)])
-    assert [item["content"] for item in await session.get_items(limit=3)] == ["m7", "m8", "m9"]
-    assert len(await session.get_items(limit=100)) == 10
-    assert await session.get_items(limit=0) == []
-    for settings in (SessionSettings(limit=2), {"limit": 2}):
-        limited = make("limit", settings)
-        assert [item["content"] for item in await limited.get_items()] == ["m8", "m9"]
-        assert len(await limited.get_items(limit=5)) == 5  # an explicit limit wins
-
-
-async def test_pop_returns_the_newest_then_none(make: Callable[..., Session]) -> None:
-    session = make("pop")
-    await session.add_items([msg("first"), msg("second", "assistant"), msg("third")])
-    assert await session.pop_item() == msg("third")
-    assert await session.pop_item() == msg("second", "assistant")
-    assert await session.get_items() == [msg("first")]
-    assert await session.pop_item() == msg("first")
-    assert await session.pop_item() is None
-
-
-async def test_clear_then_reuse(make: Callable[..., Session]) -> None:
-    session = make("clear")
-    await session.clear_session()  # clearing nothing is fine
-    await session.add_items([msg("a"), msg("b")])
-    await session.clear_session()
-    assert await session.get_items() == []
-    await session.add_items([msg("c")])
-    assert await make("clear").get_items() == [msg("c")]
-
-
 async def test_sessions_are_isolated_even_with_tricky_ids(make: Callable[..., Session]) -> None:
     ids = ["a", "A", "a:b", "{a}", "a}", "{", "", "ключ 🔑"]
     for session_id in ids:
@@ -131,25 +92,6 @@ async def test_100_concurrent_writers_lose_nothing_and_never_interleave(make: Ca
     assert len(items) == 200
     pairs = [(items[i]["content"], items[i + 1]["content"]) for i in range(0, 200, 2)]
     assert sorted(pairs) == sorted((f"q{n}", f"a{n}") for n in range(100))  # each batch stays together
-
-
-async def test_one_megabyte_item_and_unicode(make: Callable[..., Session]) -> None:
-    big = msg("x" * (1024 * 1024))
-    text = "naïve café — 日本語 — emoji 🧠 — RTL עברית — \u0000 nul"
-    session = make("big")
-    await session.add_items([big, msg(text)])
-    assert await session.get_items() == [big, msg(text)]
-
-
-async def test_corrupt_items_are_skipped_like_the_sdk(store: str, client: Any,
-                                                      make: Callable[..., Session]) -> None:
-    session = make("corrupt")
-    await session.add_items([msg("good 1"), msg("good 2")])
-    await write_raw(store, client, "corrupt", "{not json")
-    assert await session.get_items() == [msg("good 1"), msg("good 2")]
-    assert await session.get_items(limit=1) == [msg("good 2")]  # the limit counts valid items
-    assert await session.pop_item() == msg("good 2")  # the corrupt newest entry is dropped on the way
-    assert await session.get_items() == [msg("good 1")]
 
 
 async def test_cancelled_writes_are_all_or_nothing(make: Callable[..., Session]) -> None:
