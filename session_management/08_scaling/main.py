@@ -467,12 +467,12 @@ async def main(args: argparse.Namespace) -> None:
              for pool in pools]
     progress = Progress(sum(cell.concurrency * args.turns * plan.rounds_for(name)
                             for url in urls for plan in plans for cell in cells for name in wanted
-                            if applies(name, url, urls)))
+                            if applies(name, url, url == urls[0])))
     started = time.monotonic()
     results: list[Result] = []
     for rotation, url in enumerate(urls):
         for plan in plans:
-            stores = [name for name in plan.stores if applies(name, url, urls)]
+            stores = [name for name in plan.stores if applies(name, url, rotation == 0)]
             if stores:
                 results += await benchmark(url, replace(plan, stores=stores), progress, rotation)
     print(f"\n({time.monotonic() - started:.0f} s)")
@@ -495,11 +495,11 @@ async def main(args: argparse.Namespace) -> None:
             f"{r.misordered} conversations out of order)" for r in broken), "see the table above")
 
 
-def applies(store: str, url: str, urls: list[str]) -> bool:
+def applies(store: str, url: str, first: bool = True) -> bool:
     """Whether *store* runs with this database (the others are left out of its runs). The Redis stores have
-    servers of their own: they run once, with the first database."""
+    servers of their own: they run once, with the *first* database of the run."""
     if store in REDIS_STORES:
-        return url == urls[0]
+        return first
     backend = make_url(url).get_backend_name()
     return {"sdk_sqlite": backend == "sqlite", "llamaindex": backend == "postgresql"}.get(store, True)
 
