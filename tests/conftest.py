@@ -20,14 +20,12 @@ from tests import lessons, redis_stores
 from tests.backends import (
     ALL_BACKENDS,
     AVAILABILITY,
-    drop_all_tables,
     probe_backends,
     require_all_backends,
     server_url,
 )
 from tests.backends import reset_database as _reset_database
 
-REPO_ROOT = lessons.REPO_ROOT  # kept for modules that still import it from here; use tests.lessons
 # In-process runs use the offline model; nothing may try to upload traces.
 set_tracing_disabled(True)
 
@@ -88,7 +86,3 @@ def lesson_env(tmp_path: Path) -> dict[str, str]:
     """Environment for running a lesson as a subprocess: offline, no .env surprises, data in tmp."""
     return lessons.lesson_env(tmp_path)
 
-
-PYTHON = lessons.PYTHON
-
-__all__ = ["PYTHON", "REPO_ROOT", "drop_all_tables"]

@@ -7,7 +7,6 @@ import json
 import os
 import shutil
 import socket
-import subprocess
 import tempfile
 import time
 import uuid
@@ -19,7 +18,7 @@ import httpx
 import pytest
 from sqlalchemy import text
 
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
 from tests.web_service import ALICE, BOB, USERS, auth, new_conversation, say, service
 
 
@@ -179,7 +178,7 @@ async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_u
 # --- the lesson as the README runs it, and the real server process -----------------------------------------
 
 def test_demo_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = run_lesson05(lesson_env, "--database", database_url)
+    done = lessons.run("05_web_service", "--database", database_url, env=lesson_env, timeout=120)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "alice: What is my name?\n  agent: Your name is Alice." in out
@@ -202,11 +201,8 @@ def free_port() -> int:
 def running_server(lesson_env: dict[str, str], tmp_path: Path) -> Any:
     port = free_port()
     env = {**lesson_env, "CHAT_USERS": "alice:alice-demo-token,bob:bob-demo-token"}
-    process = subprocess.Popen(
-        [PYTHON, "-m", "session_management.05_web_service.main", "--serve", "--port", str(port),
-         "--database", f"sqlite+aiosqlite:///{tmp_path / 'server.db'}"],
-        cwd=REPO_ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-    )
+    process = lessons.start("05_web_service", "--serve", "--port", str(port),
+                            "--database", f"sqlite+aiosqlite:///{tmp_path / 'server.db'}", env=env)
     base = f"http://127.0.0.1:{port}"
     try:
         deadline = time.monotonic() + 60
@@ -216,7 +212,8 @@ def running_server(lesson_env: dict[str, str], tmp_path: Path) -> Any:
                     break
             except httpx.TransportError:
                 if process.poll() is not None:
-                    pytest.fail(f"the server exited: {process.stdout.read() if process.stdout else ''}")
+                    out, err = process.communicate()
+                    pytest.fail(f"the server exited: {out}{err}")
                 time.sleep(0.2)
         else:
             pytest.fail("the server did not answer within 60 s")
@@ -293,12 +290,6 @@ def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None
 
 # --- expected mistakes on the command line: one line on stderr, exit status 2 ----------------------------------
 
-def run_lesson05(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    """Lesson 05 as a reader runs it (the one subprocess helper in this module)."""
-    return subprocess.run([PYTHON, "-m", "session_management.05_web_service.main", *args], cwd=REPO_ROOT, env=env,
-                          capture_output=True, text=True, timeout=120)
-
-
 REFUSED = "postgresql+asyncpg://course:course@127.0.0.1:1/sessions"
 
 
@@ -307,7 +298,7 @@ REFUSED = "postgresql+asyncpg://course:course@127.0.0.1:1/sessions"
     (["--serve", "--database", REFUSED], "Cannot reach the database server"),
 ])
 def test_mistakes_end_in_one_clear_line(lesson_env: dict[str, str], args: list[str], message: str) -> None:
-    done = run_lesson05({**lesson_env, "CHAT_USERS": ""}, *args)
+    done = lessons.run("05_web_service", *args, env={**lesson_env, "CHAT_USERS": ""}, timeout=120)
     assert done.returncode == 2, (done.stdout, done.stderr)
     assert message in done.stderr and "Traceback" not in done.stderr
     assert "uvicorn" not in done.stderr.lower() and "Started server" not in done.stderr

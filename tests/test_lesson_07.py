@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
-import subprocess
 from datetime import timedelta
 from pathlib import Path
 
@@ -14,7 +13,7 @@ from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy import text, update
 
 from session_management.common import create_engine, create_session_tables
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
 
 admin = importlib.import_module("session_management.07_session_admin.main")
 store = importlib.import_module("session_management.07_session_admin.store")
@@ -54,8 +53,7 @@ async def items_of(url: str, session_id: str) -> list[object]:
 
 
 def test_demo_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = subprocess.run([PYTHON, "-m", "session_management.07_session_admin.main", "--database", database_url],
-                          cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180)
+    done = lessons.run("07_session_admin", "--database", database_url, env=lesson_env, timeout=180)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "[tool call] get_weather" in out and "assistant: Your name is Ada." in out
@@ -161,8 +159,7 @@ def test_bad_arguments_are_one_line_errors(database_url: str, tmp_path: Path,
 def test_errors_from_the_command_line(lesson_env: dict[str, str]) -> None:
     for argv, message in ((["list", "--database", "mysql://u:p@h/d"], "mysql+aiomysql://"),
                           (["purge", "--older-than", "soon"], "invalid duration")):
-        done = subprocess.run([PYTHON, "-m", "session_management.07_session_admin.main", *argv], cwd=REPO_ROOT,
-                              env=lesson_env, capture_output=True, text=True, timeout=60)
+        done = lessons.run("07_session_admin", *argv, env=lesson_env, timeout=60)
         assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr
         assert "Traceback" not in done.stderr
 

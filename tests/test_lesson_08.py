@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_session_tables
 from session_management.common.course_session import CourseSession
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
 from tests.stores import STORES
 
 
@@ -79,8 +79,8 @@ def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: 
 
     asyncio.run(prepare())
     processes, sessions, turns = 4, 25, 10
-    workers = [subprocess.Popen([PYTHON, "-m", "tests.lesson08_worker", database_url, str(p), str(sessions),
-                                 str(turns)], cwd=REPO_ROOT, stderr=subprocess.PIPE, text=True)
+    workers = [subprocess.Popen([lessons.PYTHON, "-m", "tests.lesson08_worker", database_url, str(p), str(sessions),
+                                 str(turns)], cwd=lessons.REPO_ROOT, stderr=subprocess.PIPE, text=True)
                for p in range(processes)]
     for worker in workers:
         _, errors = worker.communicate(timeout=240)
@@ -105,17 +105,11 @@ def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: 
     asyncio.run(verify())
 
 
-def run_benchmark(lesson_env: dict[str, str], *arguments: str) -> subprocess.CompletedProcess[str]:
-    """The benchmark as a user runs it (one place, so it can move to the shared lesson runner)."""
-    return subprocess.run([PYTHON, "-m", "session_management.08_scaling.main", *arguments], cwd=REPO_ROOT,
-                          env=lesson_env, capture_output=True, text=True, timeout=120)
-
-
 def test_the_offline_benchmark_keeps_its_json_contract(lesson_env: dict[str, str], tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     plot = tmp_path / "results.png"
-    done = run_benchmark(lesson_env, "--history", "2,4", "--history-concurrency", "2", "--limit", "3",
-                         "--json", str(output), "--plot", str(plot))
+    done = lessons.run("08_scaling", "--history", "2,4", "--history-concurrency", "2", "--limit", "3",
+                       "--json", str(output), "--plot", str(plot), env=lesson_env, timeout=120)
     assert done.returncode == 0, done.stderr
     assert "progress: " in done.stderr  # the progress bar, in its non-terminal form
     document = json.loads(output.read_text())
@@ -149,7 +143,7 @@ def test_the_offline_benchmark_keeps_its_json_contract(lesson_env: dict[str, str
 
 @pytest.mark.parametrize("arguments", [["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
 def test_bad_benchmark_arguments_are_one_line(lesson_env: dict[str, str], arguments: list[str]) -> None:
-    done = run_benchmark(lesson_env, *arguments)
+    done = lessons.run("08_scaling", *arguments, env=lesson_env, timeout=120)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
 
@@ -162,8 +156,8 @@ def test_pgbouncer_shows_the_failure_and_the_fix(lesson_env: dict[str, str], dat
         if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
             pytest.fail("PgBouncer is not installed (apt-get install pgbouncer)")
         pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
-    done = subprocess.run([PYTHON, "-m", "session_management.08_scaling.pgbouncer_demo", "--database", database_url],
-                          cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=180)
+    done = lessons.run("session_management.08_scaling.pgbouncer_demo", "--database", database_url, env=lesson_env,
+                       timeout=180)
     assert done.returncode == 0, done.stderr
     defaults, fixed = done.stdout.split("caches off ---")
     failures = [int(part.split("failed:")[1].split()[0]) for part in defaults.splitlines() if "failed:" in part]

@@ -4,7 +4,6 @@ without `redis-server`, or with a Redis that does not answer, one line and exit 
 from __future__ import annotations
 
 import os
-import subprocess
 import tempfile
 from pathlib import Path
 
@@ -13,16 +12,11 @@ import pytest
 from session_management.common import CourseError, load_env
 from session_management.common.redis_cluster_session import RedisClusterSession
 from session_management.common.redis_connect import configured_url, open_redis
+from tests import lessons
 from tests.backends import require_all_backends
-from tests.conftest import PYTHON, REPO_ROOT
 from tests.redis_stores import require_redis_server
 
 LESSON = "session_management.09_redis_session.main"
-
-
-def run_lesson(args: list[str], env: dict[str, str], timeout: float = 180) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([PYTHON, "-m", LESSON, *args], cwd=REPO_ROOT, env=env, capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL)
 
 
 @pytest.fixture
@@ -39,7 +33,7 @@ def throwaway_dirs() -> set[str]:
 def test_first_command_on_a_throwaway_server(env: dict[str, str]) -> None:
     require_redis_server()
     before = throwaway_dirs()
-    done = run_lesson([], env)
+    done = lessons.run(LESSON, env=env, timeout=180)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "(throwaway, started for this run)" in out
@@ -56,7 +50,7 @@ def test_first_command_on_a_throwaway_server(env: dict[str, str]) -> None:
 
 def test_first_command_on_a_throwaway_cluster(env: dict[str, str]) -> None:
     require_redis_server()
-    done = run_lesson(["--database", "redis-cluster"], env)
+    done = lessons.run(LESSON, "--database", "redis-cluster", env=env, timeout=180)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.count("  replica :") == 3  # three primaries, a replica each
@@ -71,8 +65,8 @@ def test_first_command_on_a_throwaway_cluster(env: dict[str, str]) -> None:
 
 
 def test_without_redis_server_one_line_and_exit_2(env: dict[str, str]) -> None:
-    env["PATH"] = os.path.dirname(PYTHON)  # the venv's python, no redis-server
-    done = run_lesson([], env, timeout=60)
+    env["PATH"] = os.path.dirname(lessons.PYTHON)  # the venv's python, no redis-server
+    done = lessons.run(LESSON, env=env, timeout=60)
     assert done.returncode == 2
     assert done.stderr.startswith("error: redis-server is not installed")
     assert "apt-get install redis-server" in done.stderr and "brew install redis" in done.stderr

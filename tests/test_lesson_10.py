@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import importlib
 import json
-import subprocess
 from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
@@ -17,8 +16,8 @@ from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import OfflineModel
+from tests import lessons
 from tests.backends import sqlite_engine as sqlite_engine_at
-from tests.conftest import PYTHON, REPO_ROOT
 
 LESSON = "session_management.10_long_conversations"
 tool_pairs = importlib.import_module(f"{LESSON}.tool_pairs")
@@ -26,14 +25,8 @@ standin = importlib.import_module(f"{LESSON}.compaction_standin")
 measure = importlib.import_module(f"{LESSON}.measure")
 
 
-def run_lesson(module: str, *args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
-    """The one subprocess call of this module (the lead can point it at the shared helper)."""
-    return subprocess.run([PYTHON, "-m", module, *args], capture_output=True, text=True, env=env, cwd=cwd,
-                          timeout=240)
-
-
 def test_the_lesson_runs_first_and_tells_its_story(lesson_env: dict[str, str], tmp_path: Path) -> None:
-    done = run_lesson(f"{LESSON}.main", "--database", "sqlite", env=lesson_env, cwd=tmp_path)
+    done = lessons.run(f"{LESSON}.main", "--database", "sqlite", env=lesson_env, timeout=240)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "the model saw the newest 6 stored items; the database holds 10" in out
@@ -147,7 +140,7 @@ async def test_measurement_rows_and_plot(tmp_path: Path) -> None:
 
 def test_the_committed_results_match_the_readme() -> None:
     """The README prints the run its numbers come from: the table there is the saved results.json."""
-    folder = REPO_ROOT / "session_management" / "10_long_conversations"
+    folder = lessons.REPO_ROOT / "session_management" / "10_long_conversations"
     rows = json.loads((folder / "results.json").read_text())["rows"]
     readme = (folder / "README.md").read_text()
     assert {r["database"] for r in rows} == {"sqlite", "postgresql", "mysql"}

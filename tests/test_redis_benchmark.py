@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from tests.conftest import PYTHON, REPO_ROOT
+from tests import lessons
 from tests.redis_stores import require_redis_server
 
 
@@ -14,10 +13,9 @@ def test_benchmark_runs_the_redis_stores(lesson_env: dict[str, str], tmp_path: P
     require_redis_server()
     out = tmp_path / "results.json"
     stores = ["sdk_redis", "course_redis_1p", "course_redis_3p"]
-    done = subprocess.run(
-        [PYTHON, "-m", "session_management.08_scaling.main", "--redis", "--concurrency", "3", "--turns", "2",
-         *[arg for store in stores for arg in ("--store", store)], "--json", str(out)],
-        cwd=REPO_ROOT, env=lesson_env, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL)
+    done = lessons.run("08_scaling", "--redis", "--concurrency", "3", "--turns", "2",
+                       *[arg for store in stores for arg in ("--store", store)], "--json", str(out),
+                       env=lesson_env, timeout=300)
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["results"]
     assert sorted(row["store"] for row in rows) == sorted(stores)
