@@ -20,22 +20,26 @@ from session_management.common import CourseError
 
 from .stores import Close, Opener, StoreFactory
 
-# peer name -> (module it needs, dependency group that installs it)
+# LlamaIndex's package pins asyncpg<0.31, older than the course's: it is not a dependency group (uv resolves
+# every group together, so it would downgrade everyone's asyncpg), but an overlay for the run that wants it.
+LLAMAINDEX_PACKAGE = "llama-index-storage-chat-store-postgres>=0.5.0"
+LLAMAINDEX_OVERLAY = f"uv run --group peers --with '{LLAMAINDEX_PACKAGE}' python -m session_management.08_scaling.main"
+
+# peer name -> (module it needs, how to install it)
 REQUIREMENTS = {
-    "langchain": ("langchain_community", "peers-langchain"),
-    "adk": ("google.adk", "peers-adk"),
-    "llamaindex": ("llama_index.storage.chat_store.postgres", "peers-llamaindex"),
+    "langchain": ("langchain_community", "`uv sync --group peers` (or only this one: --group peers-langchain)"),
+    "adk": ("google.adk", "`uv sync --group peers` (or only this one: --group peers-adk)"),
+    "llamaindex": ("llama_index.storage.chat_store.postgres", f"run the benchmark as `{LLAMAINDEX_OVERLAY} ...`"),
 }
 
 
 def require(peer: str) -> None:
-    module, group = REQUIREMENTS[peer]
+    module, how = REQUIREMENTS[peer]
     try:
         importlib.import_module(module)
     except ImportError:
         raise CourseError(f"the {peer} peer needs the {module!r} package, which is not installed",
-                          f"install the peers with `uv sync --group peers` (or only this one: --group {group})"
-                          ) from None
+                          f"install it: {how}") from None
 
 
 # --- LangChain: SQLChatMessageHistory on an AsyncEngine -------------------------------------------------------
