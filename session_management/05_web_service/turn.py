@@ -26,11 +26,14 @@ DEADLOCK_RETRIES = 5
 
 
 def is_deadlock(error: BaseException) -> bool:
-    """InnoDB's 1213 or PostgreSQL's 40P01: the database rolled the transaction back; try it again."""
+    """InnoDB's 1213, PostgreSQL's 40P01, or SQLite's "database is locked": the transaction was rolled back (or
+    never got the lock); try it again. SQLite answers at once, without waiting out its busy timeout, when a
+    transaction that read first then tries to write while another writer holds the file."""
     if not isinstance(error, DBAPIError) or error.orig is None:
         return False
     code = error.orig.args[0] if error.orig.args else None
-    return code == 1213 or getattr(error.orig, "sqlstate", None) == "40P01"
+    return (code == 1213 or getattr(error.orig, "sqlstate", None) == "40P01"
+            or "database is locked" in str(error.orig))
 
 
 class TurnSession(SQLAlchemySession):
