@@ -14,6 +14,7 @@ from __future__ import annotations
 import os
 from collections.abc import AsyncIterator, Callable
 from contextlib import ExitStack, asynccontextmanager
+from functools import partial
 from typing import Any
 
 import pytest
@@ -84,23 +85,17 @@ STORES: dict[str, tuple[Callable[..., Session], bool]] = {
 
 # -- Entries for the contract registry of tests/stores.py (issue 12's ``Store`` interface) --------------------
 @asynccontextmanager
-async def connect_standalone(url: str) -> AsyncIterator[Redis]:
-    """url -> a client on a standalone Redis (the handle of the ``sdk_redis`` / ``course_redis`` entries)."""
-    client = connect(url, cluster=False)
+async def open_client(url: str, cluster: bool) -> AsyncIterator[Redis | RedisCluster]:
+    """url -> a client, closed on exit: the handle of the contract registry's Redis entries."""
+    client = connect(url, cluster)
     try:
         yield client
     finally:
         await client.aclose()
 
 
-@asynccontextmanager
-async def connect_cluster(url: str) -> AsyncIterator[RedisCluster]:
-    """url (any node) -> a cluster client (the ``course_redis_cluster`` entry)."""
-    client = connect(url, cluster=True)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+connect_standalone = partial(open_client, cluster=False)  # the ``sdk_redis`` / ``course_redis`` entries
+connect_cluster = partial(open_client, cluster=True)  # the ``course_redis_cluster`` entry (url: any node)
 
 
 def contract_url(backend: str, stack: ExitStack) -> str:
@@ -117,11 +112,8 @@ def contract_url(backend: str, stack: ExitStack) -> str:
 
 async def empty_redis(url: str, cluster: bool) -> None:
     """What the ``database_url`` fixture does for a Redis backend: an empty database before each case."""
-    client = connect(url, cluster)
-    try:
+    async with open_client(url, cluster) as client:
         await flush(client)
-    finally:
-        await client.aclose()
 
 
 async def write_raw_sdk(client: Any, session_id: str, text: str) -> None:

@@ -37,15 +37,17 @@ from redis.asyncio.cluster import RedisCluster
 
 _T = TypeVar("_T")
 
-# KEYS[1] session hash, KEYS[2] item list; ARGV[1] session id, ARGV[2] TTL in ms (0 = none), ARGV[3..] items.
-# Types are checked before anything is written: Redis does not roll a script back, so a WRONGTYPE error
-# halfway through would leave a partial write.
-APPEND_SCRIPT = """
+# Both scripts check the keys' types before anything is written or deleted: Redis does not roll a script back,
+# so a WRONGTYPE error halfway through would leave a partial write.
+CHECK_TYPES = """
 local t1 = redis.call('TYPE', KEYS[1])['ok']
 local t2 = redis.call('TYPE', KEYS[2])['ok']
 if (t1 ~= 'none' and t1 ~= 'hash') or (t2 ~= 'none' and t2 ~= 'list') then
   return redis.error_reply('WRONGTYPE session keys hold another data type')
 end
+"""
+# KEYS[1] session hash, KEYS[2] item list; ARGV[1] session id, ARGV[2] TTL in ms (0 = none), ARGV[3..] items.
+APPEND_SCRIPT = CHECK_TYPES + """
 local now = redis.call('TIME')[1]
 redis.call('HSET', KEYS[1], 'session_id', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'created_at', now)
@@ -62,12 +64,7 @@ end
 return length
 """
 # KEYS as above. Checked and deleted in one script, so a key of another type is never half-deleted.
-CLEAR_SCRIPT = """
-local t1 = redis.call('TYPE', KEYS[1])['ok']
-local t2 = redis.call('TYPE', KEYS[2])['ok']
-if (t1 ~= 'none' and t1 ~= 'hash') or (t2 ~= 'none' and t2 ~= 'list') then
-  return redis.error_reply('WRONGTYPE session keys hold another data type')
-end
+CLEAR_SCRIPT = CHECK_TYPES + """
 return redis.call('DEL', KEYS[1], KEYS[2])
 """
 
