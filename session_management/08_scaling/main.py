@@ -231,15 +231,15 @@ class Plan:
     peer_rounds: int
     stores: list[str]  # asked for, in this order; those that do not apply to a database are left out there
     pool_size: int
-    pre_ping: bool = True
+    ping: str = "idle"  # --ping: idle (the course's default), always (pool_pre_ping), never
 
     def rounds_for(self, store: str) -> int:
         return self.peer_rounds if store in PEERS else self.rounds
 
 
 async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> list[Result]:
-    engine = create_engine(url, pool_size=plan.pool_size, max_overflow=0, pool_timeout=120,
-                           pool_pre_ping=plan.pre_ping)
+    ping = {} if plan.ping == "idle" else {"pool_pre_ping": plan.ping == "always"}
+    engine = create_engine(url, pool_size=plan.pool_size, max_overflow=0, pool_timeout=120, **ping)
     results: list[Result] = []
     closers: list[Close] = []
     try:
@@ -455,7 +455,7 @@ async def main(args: argparse.Namespace) -> None:
     for url in urls:
         print(f"database: {redact(url)}")
     print(f"concurrency: {concurrencies}; turns per conversation: {args.turns}; pool size: {pools}; "
-          f"rounds: {args.rounds} (peers: {peer_rounds}); pool_pre_ping: {not args.no_pre_ping}")
+          f"rounds: {args.rounds} (peers: {peer_rounds}); ping: {args.ping}")
     if histories:
         print(f"history: {histories} items before the turns, at C={args.history_concurrency}, full reads and "
               f"reads of the last {args.limit}")
@@ -463,7 +463,7 @@ async def main(args: argparse.Namespace) -> None:
         async with open_database(url):
             pass
     servers = await check_servers(urls, args.allow_non_durable)
-    plans = [Plan(cells, args.turns, args.limit, args.rounds, peer_rounds, wanted, pool, not args.no_pre_ping)
+    plans = [Plan(cells, args.turns, args.limit, args.rounds, peer_rounds, wanted, pool, args.ping)
              for pool in pools]
     progress = Progress(sum(cell.concurrency * args.turns * plan.rounds_for(name)
                             for url in urls for plan in plans for cell in cells for name in wanted
@@ -481,7 +481,7 @@ async def main(args: argparse.Namespace) -> None:
         document = {"run": {"command": " ".join(sys.argv[1:]), "finished": time.strftime("%Y-%m-%d %H:%M UTC",
                                                                                        time.gmtime()),
                             "cpus": os.cpu_count(), "seconds": round(time.monotonic() - started),
-                            "versions": package_versions()},
+                            "ping": args.ping, "versions": package_versions()},
                     "servers": servers, "results": [asdict(r) for r in results]}
         await asyncio.to_thread(Path(args.json).write_text, json.dumps(document, indent=2) + "\n")
         print(f"\nwrote {args.json}")
@@ -526,8 +526,9 @@ if __name__ == "__main__":
                         help="only these stores: " + ", ".join([*STORES, *PEERS, *REDIS_STORES]))
     parser.add_argument("--allow-non-durable", action="store_true",
                         help="measure on a server whose commits are not durable (fsync off...), with a warning")
-    parser.add_argument("--no-pre-ping", action="store_true",
-                        help="create the engine without pool_pre_ping (the course's default is on)")
+    parser.add_argument("--ping", choices=("idle", "always", "never"), default="idle",
+                        help="test pooled connections before use: when idle for 1 s (the course's default), "
+                             "at every checkout (pool_pre_ping=True) or never")
     parser.add_argument("--redis", action="store_true",
                         help="also benchmark lesson 09's Redis stores (throwaway redis-server processes)")
     parser.add_argument("--json", help="write the results to this JSON file")

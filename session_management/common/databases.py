@@ -25,6 +25,7 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
 from .errors import CourseError
+from .liveness import ping_when_idle
 from .settings import ASYNC_DRIVERS, check_async_url, load_env, redact, resolve_database_url, writable_folder
 
 DEFAULT_CONNECT_TIMEOUT_S = 10.0
@@ -87,14 +88,14 @@ def connect_arguments(backend: str, module: str) -> dict[str, Any]:
 def pool_settings(backend: str) -> dict[str, Any]:
     """Pool defaults for a server database, overridable from the environment.
 
-    ``pool_pre_ping`` tests a pooled connection before use, so a restarted server or a connection the
-    server closed while idle (MySQL's ``wait_timeout``) costs a reconnect instead of a failed request.
+    A pooled connection is tested before use when it has sat idle (:mod:`.liveness`), so a restarted server
+    or a connection the server closed while idle (MySQL's ``wait_timeout``) costs a reconnect instead of a
+    failed request; ``pool_pre_ping=True`` tests it at every checkout instead, at a round trip or three each.
     ``pool_recycle`` retires connections before such server-side timeouts.
     """
     if backend == "sqlite":
         return {}  # SQLAlchemy picks the right pool for files and for :memory:
     return {
-        "pool_pre_ping": True,
         "pool_size": _env_int("DB_POOL_SIZE", 10),
         "max_overflow": _env_int("DB_MAX_OVERFLOW", 20),
         "pool_timeout": _env_int("DB_POOL_TIMEOUT", 30),
@@ -122,7 +123,10 @@ def create_engine(url: str, **engine_kwargs: Any) -> AsyncEngine:
         writable_folder(Path(parsed.database).parent, f"the SQLite database {parsed.database}")
     settings = {**pool_settings(backend), **engine_kwargs}
     settings["connect_args"] = {**connect_arguments(backend, module), **settings.get("connect_args", {})}
-    return create_async_engine(url, **settings)
+    engine = create_async_engine(url, **settings)
+    if backend != "sqlite" and "pool_pre_ping" not in engine_kwargs:  # the caller's choice wins
+        ping_when_idle(engine)
+    return engine
 
 
 def _start_hint(backend: str) -> str:
