@@ -3,9 +3,9 @@
 SQLAlchemy's ``pool_pre_ping=True`` pings on *every* checkout: one round trip on MySQL, three on asyncpg (it
 pings inside a transaction of its own). Under load a connection goes back to the pool and out again within
 milliseconds, so most of those pings ask a question whose answer is already known; for the course's store they
-are half of a turn's round trips on MySQL and three quarters on PostgreSQL. Connection pools outside SQLAlchemy (HikariCP's ``aliveBypassWindowMs``,
-asyncpg's and aiomysql's own pools) skip the check for a connection used a moment ago. This does the same with
-SQLAlchemy's public pool events:
+are half of a turn's round trips on MySQL and three quarters on PostgreSQL. Pools outside SQLAlchemy (HikariCP's
+``aliveBypassWindowMs``, asyncpg's and aiomysql's own pools) skip the check for a connection used a moment ago.
+This does the same with SQLAlchemy's public pool events:
 
 * a connection the driver already knows is closed (the server ended it and the event loop saw it) is replaced
   at once, without a round trip;
