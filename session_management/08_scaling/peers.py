@@ -71,6 +71,9 @@ class _LangChain:
 
 async def _open_langchain(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
     require("langchain")
+    # Every SQLChatMessageHistory object creates the table on its first call; on a database without it, the
+    # warm-up's concurrent first calls would race their CREATE TABLEs (UniqueViolation on pg_type). One first.
+    await _LangChain("bench-setup", engine).get_items()
 
     async def close() -> None:
         async with engine.begin() as connection:
@@ -146,6 +149,10 @@ async def _open_adk(url: str, engine: AsyncEngine, pool_size: int) -> tuple[Stor
     from google.adk.sessions import DatabaseSessionService
 
     service = DatabaseSessionService(db_engine=engine)
+    # The app's row in app_states is created by its first create_session(); racing first calls fail on MariaDB
+    # (IntegrityError on the key; the recovery re-reads inside the same snapshot). One session first, then none.
+    await service.create_session(app_name=ADK_APP, user_id="bench-setup", session_id="bench-setup")
+    await service.delete_session(app_name=ADK_APP, user_id="bench-setup", session_id="bench-setup")
 
     async def close() -> None:
         async with engine.begin() as connection:
