@@ -7,6 +7,7 @@ store meets; these tests add what only matters between stores and processes.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import json
 import subprocess
 from pathlib import Path
@@ -138,3 +139,26 @@ def test_pgbouncer_shows_the_failure_and_the_fix(lesson_env: dict[str, str], dat
     assert len(failures) == 2 and all(count > 0 for count in failures)
     assert "prepared statement" in defaults and "does not exist" in defaults
     assert fixed.count("turns ok: 120, failed:   0") == 2
+
+
+def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every line of the README's result blocks is printed by the benchmark from the committed results.json, and
+    the README names that run's command and duration: no number in the README without the run behind it."""
+    folder = lessons.REPO_ROOT / "session_management" / "08_scaling"
+    benchmark = importlib.import_module("session_management.08_scaling.main")
+    document = json.loads((folder / "results.json").read_text())
+    benchmark.print_table([benchmark.Result(**row) for row in document["results"]])
+    printed = capsys.readouterr().out.splitlines()
+    readme = (folder / "README.md").read_text()
+    blocks = readme.split("<!-- results: the lines below are printed from results.json by the test -->")[1:]
+    assert len(blocks) >= 2, "the README lost its result blocks"
+    for block in blocks:
+        lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+        assert len(lines) > 5
+        for line in filter(None, lines):
+            assert line in printed, f"README line not printed from results.json: {line!r}"
+    run = document["run"]
+    assert f"{run['seconds']:,} s" in readme
+    assert all(document["servers"][database]["durable"] for database in ("postgresql", "mysql"))
+    flat = " ".join(readme.replace("\\\n", " ").split())  # the README's command, its line breaks joined
+    assert run["command"] in flat, f"the README does not show the run's command: {run['command']}"
