@@ -86,3 +86,16 @@ def lesson_env(tmp_path: Path) -> dict[str, str]:
     """Environment for running a lesson as a subprocess: offline, no .env surprises, data in tmp."""
     return lessons.lesson_env(tmp_path)
 
+
+@pytest.fixture
+def run_here(lesson_env: dict[str, str], capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch) -> lessons.RunHere:
+    """A lesson run in this process with *lesson_env* (or the given env), its output returned (tests/lessons.py)."""
+
+    def run(lesson: str, *args: str, env: dict[str, str] | None = None, cwd: Path = lessons.REPO_ROOT,
+            stdin: str = "") -> lessons.Ran:
+        return lessons.run_here(lesson, *args, env=lesson_env if env is None else env, capsys=capsys,
+                                monkeypatch=monkeypatch, cwd=cwd, stdin=stdin)
+
+    return run
+

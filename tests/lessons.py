@@ -4,20 +4,29 @@
   finished process. Every test that needs the process boundary (a first command, an exit status, what a reader
   sees on the terminal) goes through it.
 * :func:`run_in_process` runs a module's ``if __name__ == "__main__":`` block in this process, with ``sys.argv``
-  set, and returns its exit status: the same code path as the command line, without paying ~2 s of imports per
+  set, and returns its exit status: the same code path as the command line, without paying ~6 s of imports per
   run. The error-path matrix uses it.
+* :func:`run_here` is :func:`run` in this process (the environment swapped in, the output captured): for the
+  tests that check what a lesson does on each backend rather than how a process starts or ends. Starting a
+  process costs ~6 s here, most of it ``import agents``; the first-command tests keep the process boundary.
 * :func:`clean_copy` makes a tree like a fresh ``git clone`` (the tracked and new files, no ``.data/``, no
   ``.env``), for the "first command on a clean tree" tests.
 """
 
 from __future__ import annotations
 
+import io
 import os
 import runpy
 import shutil
 import subprocess
 import sys
+import warnings
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Protocol
+
+import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PYTHON = sys.executable
@@ -77,12 +86,46 @@ def run_in_process(lesson: str, *args: str) -> int:
     saved = sys.argv
     sys.argv = [module, *args]
     try:
-        runpy.run_module(module, run_name="__main__", alter_sys=False)
+        with warnings.catch_warnings():  # another test imported the module already: harmless, as runpy reruns it
+            warnings.filterwarnings("ignore", "'.*' found in sys.modules after import of package", RuntimeWarning)
+            runpy.run_module(module, run_name="__main__", alter_sys=False)
     except SystemExit as done:
         return done.code if isinstance(done.code, int) else (0 if done.code is None else 1)
     finally:
         sys.argv = saved
     return 0
+
+
+@dataclass(frozen=True)
+class Ran:
+    """What :func:`run_here` saw: the fields of a finished `subprocess.CompletedProcess` that tests read."""
+
+    returncode: int
+    stdout: str
+    stderr: str
+
+
+def run_here(lesson: str, *args: str, env: dict[str, str], capsys: pytest.CaptureFixture[str],
+             monkeypatch: pytest.MonkeyPatch, cwd: Path = REPO_ROOT, stdin: str = "") -> Ran:
+    """Like :func:`run`, in this process: *env* replaces the environment and *cwd* the working directory for the
+    run (both restored after the test), *stdin* is what it reads, and what it printed is returned, not shown."""
+    for name in list(os.environ):
+        monkeypatch.delenv(name)
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.chdir(cwd)
+    monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
+    capsys.readouterr()  # only this run's output
+    code = run_in_process(lesson, *args)
+    out, err = capsys.readouterr()
+    return Ran(code, out, err)
+
+
+class RunHere(Protocol):
+    """The ``run_here`` fixture (tests/conftest.py): :func:`run_here` with the test's lesson environment."""
+
+    def __call__(self, lesson: str, *args: str, env: dict[str, str] | None = None, cwd: Path = REPO_ROOT,
+                 stdin: str = "") -> Ran: ...
 
 
 def tree_files(root: Path = REPO_ROOT) -> list[str]:

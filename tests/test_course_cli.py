@@ -5,15 +5,11 @@ from __future__ import annotations
 import subprocess
 
 from tests import lessons
-from tests.lessons import REPO_ROOT
+from tests.lessons import REPO_ROOT, RunHere
 
 
-def run_cli(args: list[str], env: dict[str, str], stdin: str = "") -> subprocess.CompletedProcess[str]:
-    return lessons.run("session_management", *args, env=env, stdin=stdin)
-
-
-def test_lists_every_lesson_with_its_command(lesson_env: dict[str, str]) -> None:
-    done = run_cli([], lesson_env)
+def test_lists_every_lesson_with_its_command(run_here: RunHere) -> None:
+    done = run_here("session_management")  # as a process: tests/test_first_command.py ("lesson list")
     assert done.returncode == 0, done.stderr
     folders = (REPO_ROOT / "session_management").glob("[0-9][0-9]_*")
     lessons = sorted(folder.name for folder in folders if (folder / "main.py").exists())
@@ -22,13 +18,22 @@ def test_lists_every_lesson_with_its_command(lesson_env: dict[str, str]) -> None
     assert "session_management chat" in done.stdout
 
 
-def test_chat_remembers_across_processes(lesson_env: dict[str, str], database_url: str) -> None:
-    args = ["chat", "--database", database_url, "--session-id", "cli-user"]
-    first = run_cli(args, lesson_env, "My name is Ada\nI live in Paris\n/quit\n")
+def test_chat_remembers_across_processes(run_here: RunHere, lesson_env: dict[str, str], database_url: str,
+                                         backend: str) -> None:
+    """On SQLite, three real processes one after another (the file is what carries the memory); on the servers,
+    three runs in this process, each with an engine of its own, so the memory can only come from the database."""
+
+    def chat(session_id: str, stdin: str) -> lessons.Ran | subprocess.CompletedProcess[str]:
+        args = ["chat", "--database", database_url, "--session-id", session_id]
+        if backend == "sqlite":
+            return lessons.run("session_management", *args, env=lesson_env, stdin=stdin)
+        return run_here("session_management", *args, stdin=stdin)
+
+    first = chat("cli-user", "My name is Ada\nI live in Paris\n/quit\n")
     assert first.returncode == 0, first.stderr
     assert "Nice to meet you, Ada!" in first.stdout
 
-    second = run_cli(args, lesson_env, "What is my name?\n/undo\n/history\n/clear\nWhere do I live?\n")
+    second = chat("cli-user", "What is my name?\n/undo\n/history\n/clear\nWhere do I live?\n")
     assert second.returncode == 0, second.stderr
     assert "(4 stored items)" in second.stdout  # two turns from the first process
     assert "agent> Your name is Ada." in second.stdout
@@ -37,6 +42,5 @@ def test_chat_remembers_across_processes(lesson_env: dict[str, str], database_ur
     assert "session cleared" in second.stdout
     assert "agent> I don't know your home town yet" in second.stdout
 
-    other = run_cli(["chat", "--database", database_url, "--session-id", "someone-else"], lesson_env,
-                    "What is my name?\n")
+    other = chat("someone-else", "What is my name?\n")
     assert "agent> I don't know your name yet" in other.stdout

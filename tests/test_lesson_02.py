@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-from tests import lessons
+from tests.lessons import RunHere
 
 
-def test_lesson_02_on_every_backend(lesson_env: dict[str, str], database_url: str, backend: str) -> None:
-    done = lessons.run("02_sqlalchemy_session", "--database", database_url, env=lesson_env)
+def test_lesson_02_on_every_backend(run_here: RunHere, database_url: str, backend: str) -> None:
+    done = run_here("02_sqlalchemy_session", "--database", database_url)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr
     out = done.stdout
@@ -27,9 +27,10 @@ def test_lesson_02_on_every_backend(lesson_env: dict[str, str], database_url: st
     assert "Database errors arrive as SQLAlchemyError subclasses" in errors
 
 
-def test_lesson_02_rerun_is_deterministic(lesson_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The lesson clears its own sessions first, so a second run on the same database prints the same."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'rerun.db'}"
-    runs = [lessons.run("02_sqlalchemy_session", "--database", url, env=lesson_env) for _ in range(2)]
+    runs = [run_here("02_sqlalchemy_session", "--database", url)
+            for _ in range(2)]
     assert runs[0].returncode == runs[1].returncode == 0
     assert runs[0].stdout == runs[1].stdout

@@ -13,8 +13,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_session_tables
-from tests import lessons
-from tests.lessons import REPO_ROOT
+from tests.lessons import REPO_ROOT, RunHere
 from tests.readme_api import missing_methods, named_methods
 
 LESSON = REPO_ROOT / "session_management" / "04_encrypted_session"
@@ -24,8 +23,8 @@ def key() -> str:
     return Fernet.generate_key().decode()
 
 
-def test_lesson_04_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = lessons.run("04_encrypted_session", "--database", database_url, env=lesson_env)
+def test_lesson_04_on_every_backend(run_here: RunHere, database_url: str) -> None:
+    done = run_here("04_encrypted_session", "--database", database_url)
     assert done.returncode == 0, done.stderr
     assert "WARNING: ENCRYPTION_KEY is not set" in done.stderr and "Traceback" not in done.stderr
     sections = {s.split(".")[0]: s for s in done.stdout.split("\n--- ")[1:]}
@@ -44,10 +43,9 @@ def test_lesson_04_on_every_backend(lesson_env: dict[str, str], database_url: st
     assert "The rows stay in agent_messages" in sections["6"]  # for a reader who opens psql to see them
 
 
-def test_the_key_from_the_environment_is_used(lesson_env: dict[str, str], tmp_path: Path) -> None:
+def test_the_key_from_the_environment_is_used(run_here: RunHere, lesson_env: dict[str, str], tmp_path: Path) -> None:
     env = {**lesson_env, "ENCRYPTION_KEY": key()}
-    done = lessons.run("04_encrypted_session", "--database",
-         f"sqlite+aiosqlite:///{tmp_path / 'k.db'}", env=env)
+    done = run_here("04_encrypted_session", "--database", f"sqlite+aiosqlite:///{tmp_path / 'k.db'}", env=env)
     assert done.returncode == 0, done.stderr
     assert "WARNING" not in done.stderr
 
@@ -104,9 +102,9 @@ def test_readme_names_only_real_methods_and_numbers_from_the_benchmark() -> None
     assert "AES-128" in text_ and not re.search(r"uses AES-256", text_)
 
 
-def test_benchmark_runs(lesson_env: dict[str, str], tmp_path: Path) -> None:
-    done = lessons.run("04_encrypted_session.benchmark", "--database",
-         f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", "--turns", "10", "--reads", "2", "--rounds", "1", env=lesson_env)
+def test_benchmark_runs(run_here: RunHere, tmp_path: Path) -> None:
+    done = run_here("04_encrypted_session.benchmark", "--database",
+                    f"sqlite+aiosqlite:///{tmp_path / 'b.db'}", "--turns", "10", "--reads", "2", "--rounds", "1")
     assert done.returncode == 0, done.stderr
     rows = {line.split()[0]: line.split()[1:] for line in done.stdout.splitlines()
             if line.startswith(("plain ", "encrypted "))}

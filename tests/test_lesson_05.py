@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import text
 
 from tests import lessons
+from tests.lessons import RunHere
 from tests.web_service import ALICE, BOB, USERS, auth, new_conversation, say, service
 
 
@@ -177,8 +178,8 @@ async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_u
 
 # --- the lesson as the README runs it, and the real server process -----------------------------------------
 
-def test_demo_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = lessons.run("05_web_service", "--database", database_url, env=lesson_env, timeout=120)
+def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
+    done = run_here("05_web_service", "--database", database_url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "alice: What is my name?\n  agent: Your name is Alice." in out

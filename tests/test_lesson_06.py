@@ -14,6 +14,7 @@ from sqlalchemy import MetaData, inspect, text
 from session_management.common import create_engine
 from session_management.common.schema import session_tables
 from tests import lessons
+from tests.lessons import RunHere
 
 lesson = importlib.import_module("session_management.06_schema_migrations.main")
 INI = "session_management/06_schema_migrations/alembic.ini"
@@ -117,8 +118,8 @@ def test_check_finds_no_drift_and_detects_real_drift(database_url: str, backend:
         alembic(database_url, "check")
 
 
-def test_lesson_06_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = lessons.run("06_schema_migrations", "--database", database_url, env=lesson_env)
+def test_lesson_06_on_every_backend(run_here: RunHere, database_url: str) -> None:
+    done = run_here("06_schema_migrations", "--database", database_url)
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr
     sections = {s.split(".")[0]: s for s in done.stdout.split("\n--- ")[1:]}

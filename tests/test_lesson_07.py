@@ -13,7 +13,7 @@ from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy import text, update
 
 from session_management.common import create_engine, create_session_tables
-from tests import lessons
+from tests.lessons import RunHere
 
 admin = importlib.import_module("session_management.07_session_admin.main")
 store = importlib.import_module("session_management.07_session_admin.store")
@@ -52,8 +52,8 @@ async def items_of(url: str, session_id: str) -> list[object]:
         await engine.dispose()
 
 
-def test_demo_on_every_backend(lesson_env: dict[str, str], database_url: str) -> None:
-    done = lessons.run("07_session_admin", "--database", database_url, env=lesson_env, timeout=180)
+def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
+    done = run_here("07_session_admin", "--database", database_url)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "[tool call] get_weather" in out and "assistant: Your name is Ada." in out
@@ -156,10 +156,11 @@ def test_bad_arguments_are_one_line_errors(database_url: str, tmp_path: Path,
     assert "invalid duration '30 days'" in capsys.readouterr().err
 
 
-def test_errors_from_the_command_line(lesson_env: dict[str, str]) -> None:
+def test_errors_from_the_command_line(run_here: RunHere) -> None:
+    """The command-line path in this process (tests/test_error_matrix.py runs lesson 07 as a process)."""
     for argv, message in ((["list", "--database", "mysql://u:p@h/d"], "mysql+aiomysql://"),
                           (["purge", "--older-than", "soon"], "invalid duration")):
-        done = lessons.run("07_session_admin", *argv, env=lesson_env, timeout=60)
+        done = run_here("07_session_admin", *argv)
         assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr
         assert "Traceback" not in done.stderr
 
