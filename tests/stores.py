@@ -63,13 +63,21 @@ class Store:
 
 # -- SQL stores: the handle is an AsyncEngine on the SDK's tables ----------------------------------------------
 @asynccontextmanager
-async def sql_engine(url: str) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(url)
+async def sql_engine(url: str, **engine_kwargs: Any) -> AsyncIterator[AsyncEngine]:
+    engine = create_engine(url, **engine_kwargs)
     try:
         await create_session_tables(engine)
         yield engine
     finally:
         await engine.dispose()
+
+
+def sdk_sql_engine(url: str) -> AbstractAsyncContextManager[AsyncEngine]:
+    """The engine lesson 02 tells a reader to give the SDK's store: on SQLite, ONE pooled connection. With more,
+    its add_items (read, then write, in one transaction) and its per-connection ``PRAGMA journal_mode = WAL``
+    fail at once with "database is locked" while another connection writes: the suite saw it now and then in
+    the concurrency and cancellation cases (an SDK trait, documented in lesson 02; not the contract's subject)."""
+    return sql_engine(url, **({"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") else {}))
 
 
 async def sql_write_raw(engine: AsyncEngine, session_id: str, stored: str) -> None:
@@ -98,10 +106,10 @@ def course_session(engine: AsyncEngine, session_id: str, settings: Settings) -> 
 STORES: dict[str, Store] = {
     store.name: store
     for store in (
-        Store("sdk_sqlalchemy", SQL_BACKENDS, sql_engine, sdk_sqlalchemy, sql_write_raw, compaction_snapshot=True),
+        Store("sdk_sqlalchemy", SQL_BACKENDS, sdk_sql_engine, sdk_sqlalchemy, sql_write_raw, compaction_snapshot=True),
         Store("course_session", SQL_BACKENDS, sql_engine, course_session, sql_write_raw, compaction_snapshot=True),
         # Lesson 10's wrapper over the SDK's store, with a budget the cases never reach: indistinguishable from it.
-        Store("summarizing_sqlalchemy", SQL_BACKENDS, sql_engine, summarizing_sqlalchemy, sql_write_raw),
+        Store("summarizing_sqlalchemy", SQL_BACKENDS, sdk_sql_engine, summarizing_sqlalchemy, sql_write_raw),
         # Lesson 09: the SDK's RedisSession is the control for the course's store on one server and on a cluster.
         Store("sdk_redis", ("redis",), r.connect_standalone, r.sdk_redis, r.write_raw_sdk),
         Store("course_redis", ("redis",), r.connect_standalone, r.course_redis, r.write_raw_course),

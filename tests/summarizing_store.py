@@ -2,7 +2,7 @@
 
 At merge, one entry joins ``STORES`` there, built from the SDK store's own pieces::
 
-    Store("summarizing_sqlalchemy", SQL_BACKENDS, sql_engine, summarizing_sqlalchemy, sql_write_raw)
+    Store("summarizing_sqlalchemy", SQL_BACKENDS, sdk_sql_engine, summarizing_sqlalchemy, sql_write_raw)
 
 and the suite's known MySQL deadlock on concurrent first writes applies to it too (it writes through the SDK's
 store): ``known_deadlock = store_name in ("sdk_sqlalchemy", "summarizing_sqlalchemy") and backend == "mysql"``.
