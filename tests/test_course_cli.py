@@ -42,5 +42,6 @@ def test_chat_remembers_across_processes(run_here: RunHere, lesson_env: dict[str
     assert "session cleared" in second.stdout
     assert "agent> I don't know your home town yet" in second.stdout
 
-    other = chat("someone-else", "What is my name?\n")
+    other = run_here("session_management", "chat", "--database", database_url, "--session-id", "someone-else",
+                     stdin="What is my name?\n")
     assert "agent> I don't know your name yet" in other.stdout

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from session_management.common import create_session_tables
 from session_management.common.course_session import CourseSession
 from tests import lessons
+from tests.lessons import RunHere
 
 
 def msg(text: str, role: str = "user") -> dict[str, str]:
@@ -80,11 +81,11 @@ def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: 
     asyncio.run(verify())
 
 
-def test_the_offline_benchmark_keeps_its_json_contract(lesson_env: dict[str, str], tmp_path: Path) -> None:
+def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_path: Path) -> None:
     output = tmp_path / "results.json"
     plot = tmp_path / "results.png"
-    done = lessons.run("08_scaling", "--history", "2,4", "--history-concurrency", "2", "--limit", "3",
-                       "--json", str(output), "--plot", str(plot), env=lesson_env, timeout=120)
+    done = run_here("08_scaling", "--history", "2,4", "--history-concurrency", "2", "--limit", "3",
+                    "--json", str(output), "--plot", str(plot))
     assert done.returncode == 0, done.stderr
     assert "progress: " in done.stderr  # the progress bar, in its non-terminal form
     document = json.loads(output.read_text())
@@ -117,13 +118,14 @@ def test_the_offline_benchmark_keeps_its_json_contract(lesson_env: dict[str, str
 
 
 @pytest.mark.parametrize("arguments", [["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
-def test_bad_benchmark_arguments_are_one_line(lesson_env: dict[str, str], arguments: list[str]) -> None:
-    done = lessons.run("08_scaling", *arguments, env=lesson_env, timeout=120)
+def test_bad_benchmark_arguments_are_one_line(run_here: RunHere, arguments: list[str]) -> None:
+    """In this process: tests/test_error_matrix.py runs lesson 08 as a process, through the same exit path."""
+    done = run_here("08_scaling", *arguments)
     assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
 
 
 @pytest.mark.parametrize("backend", ["postgres"])
-def test_pgbouncer_shows_the_failure_and_the_fix(lesson_env: dict[str, str], database_url: str) -> None:
+def test_pgbouncer_shows_the_failure_and_the_fix(run_here: RunHere, database_url: str) -> None:
     import os
     import shutil
 
@@ -131,8 +133,7 @@ def test_pgbouncer_shows_the_failure_and_the_fix(lesson_env: dict[str, str], dat
         if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
             pytest.fail("PgBouncer is not installed (apt-get install pgbouncer)")
         pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
-    done = lessons.run("session_management.08_scaling.pgbouncer_demo", "--database", database_url, env=lesson_env,
-                       timeout=180)
+    done = run_here("session_management.08_scaling.pgbouncer_demo", "--database", database_url)
     assert done.returncode == 0, done.stderr
     defaults, fixed = done.stdout.split("caches off ---")
     failures = [int(part.split("failed:")[1].split()[0]) for part in defaults.splitlines() if "failed:" in part]

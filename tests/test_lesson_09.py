@@ -14,6 +14,7 @@ from session_management.common.redis_cluster_session import RedisClusterSession
 from session_management.common.redis_connect import configured_url, open_redis
 from tests import lessons
 from tests.backends import require_all_backends
+from tests.lessons import RunHere
 from tests.redis_stores import require_redis_server
 
 LESSON = "session_management.09_redis_session.main"
@@ -64,9 +65,9 @@ def test_first_command_on_a_throwaway_cluster(env: dict[str, str]) -> None:
     assert "20 of 20 conversations complete and in order" in out
 
 
-def test_without_redis_server_one_line_and_exit_2(env: dict[str, str]) -> None:
+def test_without_redis_server_one_line_and_exit_2(env: dict[str, str], run_here: RunHere) -> None:
     env["PATH"] = os.path.dirname(lessons.PYTHON)  # the venv's python, no redis-server
-    done = lessons.run(LESSON, env=env, timeout=60)
+    done = run_here(LESSON, env=env)  # in this process: the lesson's first command is a process above
     assert done.returncode == 2
     assert done.stderr.startswith("error: redis-server is not installed")
     assert "apt-get install redis-server" in done.stderr and "brew install redis" in done.stderr
