@@ -117,6 +117,19 @@ def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_pa
     assert "cost against history length (C=2):" in done.stdout
 
 
+def test_several_pool_sizes_are_told_apart(run_here: RunHere, tmp_path: Path) -> None:
+    """With --pool-size 1,2 every row and ratio names its pool (the table once printed identical-looking rows)."""
+    done = run_here("08_scaling", "--concurrency", "2", "--turns", "1", "--pool-size", "1,2", "--store",
+                    "course_session", "--store", "raw_driver")
+    assert done.returncode == 0, done.stderr
+    rows = [row for row in (line.split() for line in done.stdout.splitlines()) if row[:1] == ["sqlite"]
+            and row[1].isdigit()]
+    assert sorted((row[4], row[5]) for row in rows) == [("course_session", "1"), ("course_session", "2"),
+                                                        ("raw_driver", "1"), ("raw_driver", "2")]
+    assert "history=0 full pool=1: course_session = " in done.stdout
+    assert "history=0 full pool=2: course_session = " in done.stdout
+
+
 @pytest.mark.parametrize("arguments", [["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
 def test_bad_benchmark_arguments_are_one_line(run_here: RunHere, arguments: list[str]) -> None:
     """In this process: tests/test_error_matrix.py runs lesson 08 as a process, through the same exit path."""

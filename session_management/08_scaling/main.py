@@ -290,36 +290,43 @@ async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> 
 
 
 def print_table(results: list[Result]) -> None:
-    header = (f"{'database':<10} {'C':>5} {'hist':>5} {'read':<5} {'store':<15} {'turns/s':>8} "
+    several_pools = len({r.pool_size for r in results}) > 1  # a pool column only when --pool-size varies it
+    pool_head = f" {'pool':>4}" if several_pools else ""
+    header = (f"{'database':<10} {'C':>5} {'hist':>5} {'read':<5} {'store':<15}{pool_head} {'turns/s':>8} "
               f"{'rounds (min-max)':>17} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'err':>4} {'lost':>4} {'dup':>4}")
     print(header)
     print("-" * len(header))
-    for r in sorted(results, key=lambda r: (r.database, r.history, r.read, r.concurrency, -r.turns_per_s)):
+    for r in sorted(results, key=lambda r: (r.database, r.history, r.read, r.concurrency, r.pool_size,
+                                            -r.turns_per_s)):
         spread = f"{r.rounds} ({min(r.turns_per_s_rounds):.0f}-{max(r.turns_per_s_rounds):.0f})"
-        print(f"{r.database:<10} {r.concurrency:>5} {r.history:>5} {r.read:<5} {r.store:<15} {r.turns_per_s:>8.0f} "
-              f"{spread:>17} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} {r.errors:>4} {r.lost:>4} "
-              f"{r.duplicated + r.misordered:>4}")
+        pool = f" {r.pool_size:>4}" if several_pools else ""
+        print(f"{r.database:<10} {r.concurrency:>5} {r.history:>5} {r.read:<5} {r.store:<15}{pool} "
+              f"{r.turns_per_s:>8.0f} {spread:>17} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} {r.errors:>4} "
+              f"{r.lost:>4} {r.duplicated + r.misordered:>4}")
     print()
-    groups: dict[tuple[str, int, int, str], dict[str, Result]] = {}
+    groups: dict[tuple[str, int, int, str, int], dict[str, Result]] = {}
     for r in results:
-        groups.setdefault((r.database, r.concurrency, r.history, r.read), {})[r.store] = r
-    for (database, concurrency, history, read), by_store in sorted(groups.items()):
+        groups.setdefault((r.database, r.concurrency, r.history, r.read, r.pool_size), {})[r.store] = r
+    for (database, concurrency, history, read, pool_size), by_store in sorted(groups.items()):
         course = by_store.get("course_session")
         if course is None or len(by_store) < 2:
             continue
         ratios = [f"{course.turns_per_s / other.turns_per_s:.2f}x {name}"
                   for name, other in by_store.items() if name != "course_session" and other.turns_per_s]
-        print(f"{database} C={concurrency} history={history} {read}: course_session = " + ", ".join(ratios))
-    growth: dict[tuple[str, str, str], list[Result]] = {}
+        pool = f" pool={pool_size}" if several_pools else ""
+        print(f"{database} C={concurrency} history={history} {read}{pool}: course_session = " + ", ".join(ratios))
+    growth: dict[tuple[str, str, str, int], list[Result]] = {}
     for r in results:
-        growth.setdefault((r.database, r.store, r.read), []).append(r)
+        growth.setdefault((r.database, r.store, r.read, r.pool_size), []).append(r)
     lines = []
-    for (database, store, read), rows in sorted(growth.items()):
+    for (database, store, read, pool_size), rows in sorted(growth.items()):
         rows = sorted((r for r in rows if r.history), key=lambda r: r.history)
         if len(rows) >= 2:
             first, last = rows[0], rows[-1]
-            lines.append(f"{database} {store} {read}: {first.turns_per_s:.0f} turns/s at history {first.history}, "
-                         f"{last.turns_per_s:.0f} at {last.history} ({last.turns_per_s / first.turns_per_s:.2f}x)")
+            pool = f" pool={pool_size}" if several_pools else ""
+            lines.append(f"{database} {store} {read}{pool}: {first.turns_per_s:.0f} turns/s at history "
+                         f"{first.history}, {last.turns_per_s:.0f} at {last.history} "
+                         f"({last.turns_per_s / first.turns_per_s:.2f}x)")
     if lines:
         print("\ncost against history length (C=" + str(max(r.concurrency for r in results if r.history)) + "):")
         print("\n".join(lines))
