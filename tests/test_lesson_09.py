@@ -31,10 +31,11 @@ def throwaway_dirs() -> set[str]:
     return {p.name for p in Path(tempfile.gettempdir()).glob("course-redis-*")}
 
 
-def test_first_command_on_a_throwaway_server(env: dict[str, str]) -> None:
+def test_the_lesson_on_a_throwaway_server(env: dict[str, str], run_here: RunHere) -> None:
+    """In this process; as a first command from a clean tree, as a process: tests/test_first_command.py."""
     require_redis_server()
     before = throwaway_dirs()
-    done = lessons.run(LESSON, env=env, timeout=180)
+    done = run_here(LESSON, env=env)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "(throwaway, started for this run)" in out
@@ -49,9 +50,9 @@ def test_first_command_on_a_throwaway_server(env: dict[str, str]) -> None:
     assert throwaway_dirs() == before  # the server and its directory are gone
 
 
-def test_first_command_on_a_throwaway_cluster(env: dict[str, str]) -> None:
+def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHere) -> None:
     require_redis_server()
-    done = lessons.run(LESSON, "--database", "redis-cluster", env=env, timeout=180)
+    done = run_here(LESSON, "--database", "redis-cluster", env=env)
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert out.count("  replica :") == 3  # three primaries, a replica each

@@ -18,6 +18,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from session_management.common import OfflineModel
 from tests import lessons
 from tests.backends import sqlite_engine as sqlite_engine_at
+from tests.lessons import RunHere
 
 LESSON = "session_management.10_long_conversations"
 tool_pairs = importlib.import_module(f"{LESSON}.tool_pairs")
@@ -25,8 +26,9 @@ standin = importlib.import_module(f"{LESSON}.compaction_standin")
 measure = importlib.import_module(f"{LESSON}.measure")
 
 
-def test_the_lesson_runs_first_and_tells_its_story(lesson_env: dict[str, str], tmp_path: Path) -> None:
-    done = lessons.run(f"{LESSON}.main", "--database", "sqlite", env=lesson_env, timeout=240)
+def test_the_lesson_tells_its_story(run_here: RunHere) -> None:
+    """In this process; as a first command from a clean tree, as a process: tests/test_first_command.py."""
+    done = run_here(f"{LESSON}.main", "--database", "sqlite")
     assert done.returncode == 0, done.stderr
     out = done.stdout
     assert "the model saw the newest 6 stored items; the database holds 10" in out
