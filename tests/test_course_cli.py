@@ -20,8 +20,9 @@ def test_lists_every_lesson_with_its_command(run_here: RunHere) -> None:
 
 def test_chat_remembers_across_processes(run_here: RunHere, lesson_env: dict[str, str], database_url: str,
                                          backend: str) -> None:
-    """On SQLite, three real processes one after another (the file is what carries the memory); on the servers,
-    three runs in this process, each with an engine of its own, so the memory can only come from the database."""
+    """On SQLite, two real processes one after another (the file is what carries the memory); on the servers,
+    two runs in this process, each with an engine of its own, so the memory can only come from the database.
+    The third run, another user who must see nothing, is in this process everywhere."""
 
     def chat(session_id: str, stdin: str) -> lessons.Ran | subprocess.CompletedProcess[str]:
         args = ["chat", "--database", database_url, "--session-id", session_id]

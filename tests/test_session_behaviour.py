@@ -22,7 +22,7 @@ from sqlalchemy.exc import OperationalError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import OfflineModel
-from tests.stores import STORES, Settings, Store
+from tests.stores import SDK_SQL_STORES, STORES, Settings, Store
 
 Make = Callable[..., Session]
 PAIRS = [(name, backend) for name, store in sorted(STORES.items()) for backend in store.backends]
@@ -241,7 +241,7 @@ async def test_concurrent_first_writes_to_a_new_session(make: Make, backend: str
     fails and tells us to update lesson 02's note.
     """
     # The summarizing wrapper writes through the SDK's store, so it inherits the deadlock.
-    known_deadlock = store_name in ("sdk_sqlalchemy", "summarizing_sqlalchemy") and backend == "mysql"
+    known_deadlock = store_name in SDK_SQL_STORES and backend == "mysql"
     if known_deadlock:
         request.applymarker(pytest.mark.xfail(strict=True, reason="SDK: InnoDB deadlock on concurrent first writes"))
     # A deadlock is a race, so the known case races five fresh sessions: the strict xfail then fails only if
@@ -297,7 +297,7 @@ async def read_after_cancel(make: Make, store_name: str, database_url: str) -> l
     a 2 s retry in CI. For the stores built on the SDK's, on SQLite, the case then ends as an xfail naming that
     bug (it passes whenever the bug does not show); every other store, and every other error, must not happen.
     """
-    sdk_on_sqlite = store_name in ("sdk_sqlalchemy", "summarizing_sqlalchemy") and database_url.startswith("sqlite")
+    sdk_on_sqlite = store_name in SDK_SQL_STORES and database_url.startswith("sqlite")
     deadline = asyncio.get_running_loop().time() + 2
     while True:
         try:

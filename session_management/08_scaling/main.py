@@ -292,6 +292,10 @@ async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> 
 def print_table(results: list[Result]) -> None:
     several_pools = len({r.pool_size for r in results}) > 1  # a pool column only when --pool-size varies it
     pool_head = f" {'pool':>4}" if several_pools else ""
+
+    def pool_tag(size: int) -> str:
+        return f" pool={size}" if several_pools else ""
+
     header = (f"{'database':<10} {'C':>5} {'hist':>5} {'read':<5} {'store':<15}{pool_head} {'turns/s':>8} "
               f"{'rounds (min-max)':>17} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'err':>4} {'lost':>4} {'dup':>4}")
     print(header)
@@ -313,8 +317,8 @@ def print_table(results: list[Result]) -> None:
             continue
         ratios = [f"{course.turns_per_s / other.turns_per_s:.2f}x {name}"
                   for name, other in by_store.items() if name != "course_session" and other.turns_per_s]
-        pool = f" pool={pool_size}" if several_pools else ""
-        print(f"{database} C={concurrency} history={history} {read}{pool}: course_session = " + ", ".join(ratios))
+        print(f"{database} C={concurrency} history={history} {read}{pool_tag(pool_size)}: course_session = "
+              + ", ".join(ratios))
     growth: dict[tuple[str, str, str, int], list[Result]] = {}
     for r in results:
         growth.setdefault((r.database, r.store, r.read, r.pool_size), []).append(r)
@@ -323,8 +327,7 @@ def print_table(results: list[Result]) -> None:
         rows = sorted((r for r in rows if r.history), key=lambda r: r.history)
         if len(rows) >= 2:
             first, last = rows[0], rows[-1]
-            pool = f" pool={pool_size}" if several_pools else ""
-            lines.append(f"{database} {store} {read}{pool}: {first.turns_per_s:.0f} turns/s at history "
+            lines.append(f"{database} {store} {read}{pool_tag(pool_size)}: {first.turns_per_s:.0f} turns/s at history "
                          f"{first.history}, {last.turns_per_s:.0f} at {last.history} "
                          f"({last.turns_per_s / first.turns_per_s:.2f}x)")
     if lines:
