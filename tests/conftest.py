@@ -26,6 +26,9 @@ from tests.backends import (
 )
 from tests.backends import reset_database as _reset_database
 
+# garbage: each test's garbage collected at its teardown, none while a report is written; pytester: its tests.
+pytest_plugins = ["tests.garbage", "pytester"]
+
 # In-process runs use the offline model; nothing may try to upload traces.
 set_tracing_disabled(True)
 

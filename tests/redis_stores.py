@@ -12,8 +12,8 @@ session id and optional session settings, as the contract registry of ``tests/st
 from __future__ import annotations
 
 import os
-from collections.abc import AsyncIterator, Callable
-from contextlib import ExitStack, asynccontextmanager
+from collections.abc import Callable
+from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
@@ -28,6 +28,7 @@ from session_management.common.redis_cluster_session import RedisClusterSession
 from session_management.common.redis_connect import cluster_client
 from session_management.common.redis_servers import LocalCluster, LocalRedis, redis_server_binary
 from tests.backends import require_all_backends
+from tests.opened import Opened
 
 Settings = Any
 PREFIX = "test"
@@ -84,14 +85,13 @@ STORES: dict[str, tuple[Callable[..., Session], bool]] = {
 
 
 # -- Entries for the contract registry of tests/stores.py (issue 12's ``Store`` interface) --------------------
-@asynccontextmanager
-async def open_client(url: str, cluster: bool) -> AsyncIterator[Redis | RedisCluster]:
+def open_client(url: str, cluster: bool) -> Opened[Redis | RedisCluster]:
     """url -> a client, closed on exit: the handle of the contract registry's Redis entries."""
-    client = connect(url, cluster)
-    try:
-        yield client
-    finally:
-        await client.aclose()
+
+    async def open_() -> Redis | RedisCluster:
+        return connect(url, cluster)
+
+    return Opened(open_, lambda client: client.aclose())
 
 
 connect_standalone = partial(open_client, cluster=False)  # the ``sdk_redis`` / ``course_redis`` entries

@@ -13,7 +13,9 @@ The interface, for a new entry::
                                                 # today; add e.g. "redis" there, in tests/backends.py)
         connect=my_connect,                     # url -> async context manager yielding the backend HANDLE:
                                                 # whatever the store needs (an AsyncEngine with the tables made,
-                                                # a redis client, ...); it is closed/disposed on exit
+                                                # a redis client, ...); it is closed/disposed on exit. Return
+                                                # an ``Opened`` (tests/opened.py), not an @asynccontextmanager:
+                                                # Runner.run_sync closes suspended async generators
         session=my_session,                     # (handle, session_id, session_settings) -> a Session; settings
                                                 # is None, a SessionSettings or a dict, passed through as given
         write_raw=my_write_raw,                 # async (handle, session_id, text) -> None: append ONE stored
@@ -32,8 +34,8 @@ summarizing session over an SQL store, say) builds its ``connect`` / ``write_raw
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import AbstractAsyncContextManager, asynccontextmanager
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -45,6 +47,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from session_management.common import create_engine, create_session_tables
 from session_management.common.course_session import CourseSession
 from tests import redis_stores as r
+from tests.opened import Opened
 from tests.summarizing_store import summarizing_sqlalchemy
 
 Settings = SessionSettings | dict[str, Any] | None
@@ -62,17 +65,20 @@ class Store:
 
 
 # -- SQL stores: the handle is an AsyncEngine on the SDK's tables ----------------------------------------------
-@asynccontextmanager
-async def sql_engine(url: str, **engine_kwargs: Any) -> AsyncIterator[AsyncEngine]:
-    engine = create_engine(url, **engine_kwargs)
-    try:
-        await create_session_tables(engine)
-        yield engine
-    finally:
-        await engine.dispose()
+def sql_engine(url: str, **engine_kwargs: Any) -> Opened[AsyncEngine]:
+    async def open_engine() -> AsyncEngine:
+        engine = create_engine(url, **engine_kwargs)
+        try:
+            await create_session_tables(engine)
+        except BaseException:
+            await engine.dispose()
+            raise
+        return engine
+
+    return Opened(open_engine, AsyncEngine.dispose)
 
 
-def sdk_sql_engine(url: str) -> AbstractAsyncContextManager[AsyncEngine]:
+def sdk_sql_engine(url: str) -> Opened[AsyncEngine]:
     """The engine lesson 02 tells a reader to give the SDK's store: on SQLite, ONE pooled connection. With more,
     its add_items (read, then write, in one transaction) and its per-connection ``PRAGMA journal_mode = WAL``
     fail at once with "database is locked" while another connection writes: the suite saw it now and then in
