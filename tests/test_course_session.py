@@ -3,6 +3,7 @@ the class per database, the SDK-shaped constructor, and the SQLAlchemy internals
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 from typing import Any
 
@@ -72,6 +73,28 @@ async def test_sqlite_engine_configured_once_by_its_own_event_registry(tmp_path:
     finally:
         await first.dispose()
         await second.dispose()
+
+
+async def test_sqlite_writers_of_one_process_queue_in_turn(tmp_path: Path) -> None:
+    """Twenty concurrent writers on one engine: each write transaction runs from BEGIN IMMEDIATE to COMMIT before
+    the next begins, queued in the process instead of contending for the file in SQLite's busy handler (which
+    sleeps in steps of up to 100 ms). Nothing lost either."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    statements: list[str] = []
+
+    @event.listens_for(engine.sync_engine, "before_cursor_execute")
+    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+        if statement in ("BEGIN IMMEDIATE", "COMMIT"):
+            statements.append(statement)
+
+    try:
+        await create_session_tables(engine)
+        sessions = [CourseSession(f"writer-{n}", engine=engine) for n in range(20)]
+        await asyncio.gather(*(s.add_items([{"role": "user", "content": f"{n}"}]) for n, s in enumerate(sessions)))
+        assert statements == ["BEGIN IMMEDIATE", "COMMIT"] * 20  # never two write transactions open at once
+        assert [await s.get_items() for s in sessions] == [[{"role": "user", "content": f"{n}"}] for n in range(20)]
+    finally:
+        await engine.dispose()
 
 
 # -- the SQLAlchemy internals course_session/_pool.py relies on: these fail when an upgrade changes them --------

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import random
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
@@ -33,6 +34,22 @@ def _configure(engine: AsyncEngine) -> None:
     # The engine's own event registry says whether this engine is configured: nothing to leak or reuse.
     if not event.contains(engine.sync_engine, "connect", _busy_timeout):
         event.listen(engine.sync_engine, "connect", _busy_timeout)
+
+
+# One writer at a time per engine and event loop: SQLite has one writer anyway, and an asyncio queue is FIFO and
+# immediate, where writers of the same process contending for the file wait in SQLite's busy handler, which sleeps
+# in steps of up to 100 ms. Other processes still meet the busy timeout and the retries below.
+_writer_gates: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def _writer_gate(engine: AsyncEngine) -> asyncio.Lock:
+    loop = asyncio.get_running_loop()
+    entry = _writer_gates.get(engine.sync_engine)
+    if entry is None or entry[0] is not loop:
+        entry = _writer_gates[engine.sync_engine] = (loop, asyncio.Lock())
+    return entry[1]
 
 
 class SQLiteCourseSession(CourseSession, dialects=("sqlite",)):
@@ -92,7 +109,7 @@ class SQLiteCourseSession(CourseSession, dialects=("sqlite",)):
         """Run *operation* in a write transaction, again while another writer holds the file locked."""
         for attempt in range(LOCK_RETRIES + 1):
             try:
-                async with self._write_transaction() as connection:
+                async with _writer_gate(self.engine), self._write_transaction() as connection:
                     return await operation(connection)
             except OperationalError as error:
                 if "locked" not in str(error).lower() or attempt == LOCK_RETRIES:
