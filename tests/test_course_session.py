@@ -11,6 +11,7 @@ import pytest
 from agents.memory import SessionSettings
 from sqlalchemy import event, text
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
 
 from session_management.common import create_engine, create_session_tables
 from session_management.common.course_session import (
@@ -82,10 +83,13 @@ async def test_sqlite_writers_of_one_process_queue_in_turn(tmp_path: Path) -> No
     engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
     statements: list[str] = []
 
-    @event.listens_for(engine.sync_engine, "before_cursor_execute")
-    def record(conn: Any, cursor: Any, statement: str, *args: Any) -> None:
+    def record(statement: str) -> None:  # SQLite's own trace: what reaches the database, by any route
         if statement in ("BEGIN IMMEDIATE", "COMMIT"):
             statements.append(statement)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def trace(dbapi_connection: Any, _: Any) -> None:
+        await_only(dbapi_connection.driver_connection.set_trace_callback(record))
 
     try:
         await create_session_tables(engine)

@@ -260,6 +260,15 @@ async def test_large_items_unicode_and_emoji_round_trip(make: Make) -> None:
     assert await session.get_items() == [large, fancy, nested]
 
 
+async def test_one_add_of_a_thousand_and_one_items_keeps_their_order(make: Make) -> None:
+    """More rows than one statement may carry on some databases (SQLite before 3.32: 999 parameters)."""
+    session = make("many")
+    items = [msg(f"item {n}") for n in range(1001)]
+    await session.add_items(items)
+    assert await session.get_items() == items
+    assert await session.get_items(limit=3) == items[-3:]
+
+
 async def test_non_json_item_is_refused_and_history_unchanged(make: Make) -> None:
     session = make("strict")
     await session.add_items([msg("before")])

@@ -1,4 +1,4 @@
-"""Borrowing a driver connection from the application's `AsyncEngine` pool, for the server classes.
+"""Borrowing a driver connection from the application's `AsyncEngine` pool, for the classes of every database.
 
 Three things the classes need and SQLAlchemy's public API does not quite give, kept here in one place:
 
