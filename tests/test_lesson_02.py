@@ -50,7 +50,7 @@ def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None: 
 
 # -- The README's "Sync code on threads" and note 2: what Runner.run_sync does with event loops -------------------
 def run_sync_on_request_threads(url: str) -> list[str]:
-    """One process-wide engine and Runner.run_sync on three request threads, one after another: what the README
+    """One process-wide engine and Runner.run_sync on two request threads, one after another: what the README
     says not to do. Returns what each request got: its answer, or the error it raised."""
     engine = create_async_engine(url, **({"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") else {}))
     asyncio.run(create_session_tables(engine))  # on a loop of its own, closed before the threads start: no pooled

@@ -85,7 +85,7 @@ async def main(args: argparse.Namespace) -> None:
     note("add_items() stored two items by hand (no model involved):")
     await ask(agent, "What is my favorite color?", second)
 
-    step("   pop_item() undoes a turn, e.g. to correct a question")
+    step("5b. pop_item() undoes a turn, e.g. to correct a question")
     await ask(agent, "What is my favourite colour?", second)  # the British spelling: no such fact
     answer = await second.pop_item()  # the newest item: the agent's answer
     question = await second.pop_item()  # then the question itself

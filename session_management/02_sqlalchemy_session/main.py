@@ -12,6 +12,7 @@ import asyncio
 
 from agents import Agent, Runner
 from agents.extensions.memory import SQLAlchemySession
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import CompileError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -98,8 +99,10 @@ async def main(args: argparse.Namespace) -> None:
 
     # open_database checks the server answers (one clear line if not: wrong password, server down, no rights),
     # creates an SQLite file's folder and the SDK's tables (correctly on MySQL too, see step 2), and disposes of
-    # the engine when the block ends, even after an error.
-    async with open_database(url) as engine:
+    # the engine when the block ends, even after an error. On SQLite, one pooled connection, as the README says:
+    # the SDK's add_items fails at once with "database is locked" while another connection writes.
+    one_connection = {"pool_size": 1, "max_overflow": 0} if make_url(url).get_backend_name() == "sqlite" else {}
+    async with open_database(url, **one_connection) as engine:
         step("1. SQLAlchemySession.from_url: the quickest start")
         await from_url_demo(url, agent)
 
