@@ -44,7 +44,7 @@ from agents.memory import Session, SessionSettings
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import create_engine, create_session_tables
+from session_management.common import create_engine, create_session_tables, sdk_store_pool
 from session_management.common.course_session import CourseSession
 from tests import redis_stores as r
 from tests.opened import Opened
@@ -79,12 +79,12 @@ def sql_engine(url: str, **engine_kwargs: Any) -> Opened[AsyncEngine]:
 
 
 def sdk_sql_engine(url: str) -> Opened[AsyncEngine]:
-    """The engine lesson 02 tells a reader to give the SDK's store: on SQLite, ONE pooled connection. With more,
-    its add_items (read, then write, in one transaction) and its per-connection ``PRAGMA journal_mode = WAL``
-    fail at once with "database is locked" while another connection writes: the suite saw it now and then in
-    the concurrency cases (an SDK trait, documented in lesson 02; not the contract's subject). The lock a
-    cancelled SDK write can leave behind is another matter: see read_after_cancel in the contract suite."""
-    return sql_engine(url, **({"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") else {}))
+    """The engine lesson 02 tells a reader to give the SDK's store (``sdk_store_pool``): on SQLite, ONE pooled
+    connection. With more, its add_items (read, then write, in one transaction) and its per-connection
+    ``PRAGMA journal_mode = WAL`` fail at once with "database is locked" while another connection writes: the suite
+    saw it now and then in the concurrency cases (an SDK trait, documented in lesson 02; not the contract's subject).
+    The lock a cancelled SDK write can leave behind is another matter: see read_after_cancel in the contract suite."""
+    return sql_engine(url, **sdk_store_pool(url))
 
 
 async def sql_write_raw(engine: AsyncEngine, session_id: str, stored: str) -> None:

@@ -5,7 +5,7 @@ At merge, one entry joins ``STORES`` there, built from the SDK store's own piece
     Store("summarizing_sqlalchemy", SQL_BACKENDS, sdk_sql_engine, summarizing_sqlalchemy, sql_write_raw)
 
 and the suite's known MySQL deadlock on concurrent first writes applies to it too (it writes through the SDK's
-store): ``known_deadlock = store_name in ("sdk_sqlalchemy", "summarizing_sqlalchemy") and backend == "mysql"``.
+store): its ``connect`` is ``sdk_sql_engine``, so ``SDK_SQL_STORES`` names it.
 The budget is one the contract's cases never reach, so the wrapper must be indistinguishable from the store it
 wraps; what it does over budget is tests/test_summarizing_session.py.
 """

@@ -12,7 +12,7 @@ from agents import Agent, Runner
 from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from session_management.common import create_session_tables
+from session_management.common import create_engine, create_session_tables, sdk_store_pool
 from session_management.common.offline_model import OfflineModel
 from tests.lessons import RunHere
 
@@ -42,8 +42,7 @@ def test_lesson_02_on_every_backend(run_here: RunHere, database_url: str, backen
 def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None:  # type: ignore[no-untyped-def]
     """The lesson clears its own sessions first, so a second run on the same database prints the same."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'rerun.db'}"
-    runs = [run_here("02_sqlalchemy_session", "--database", url)
-            for _ in range(2)]
+    runs = [run_here("02_sqlalchemy_session", "--database", url) for _ in range(2)]
     assert runs[0].returncode == runs[1].returncode == 0
     assert runs[0].stdout == runs[1].stdout
 
@@ -52,7 +51,7 @@ def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None: 
 def run_sync_on_request_threads(url: str) -> list[str]:
     """One process-wide engine and Runner.run_sync on two request threads, one after another: what the README
     says not to do. Returns what each request got: its answer, or the error it raised."""
-    engine = create_async_engine(url, **({"pool_size": 1, "max_overflow": 0} if url.startswith("sqlite") else {}))
+    engine = create_async_engine(url, **sdk_store_pool(url))
     asyncio.run(create_session_tables(engine))  # on a loop of its own, closed before the threads start: no pooled
     asyncio.run(engine.dispose())                # connection survives it
     agent = Agent(name="Assistant", model=OfflineModel())
@@ -112,3 +111,16 @@ def test_run_sync_closes_async_generators_suspended_on_its_loop() -> None:
     thread.start()
     thread.join()
     assert events == ["opened", "closed", "after run_sync"]
+
+
+@pytest.mark.parametrize("database", ["file", "memory"])
+async def test_sdk_store_pool_on_sqlite(tmp_path, database: str) -> None:  # type: ignore[no-untyped-def]
+    """One pooled connection for a file; an in-memory database keeps its StaticPool (which takes no pool size)."""
+    url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}" if database == "file" else "sqlite+aiosqlite://"
+    engine = create_engine(url, **sdk_store_pool(url))
+    try:
+        await create_session_tables(engine)
+        expected = "Pool size: 1 " if database == "file" else "StaticPool"
+        assert engine.pool.status().startswith(expected), engine.pool.status()
+    finally:
+        await engine.dispose()

@@ -12,7 +12,6 @@ import asyncio
 
 from agents import Agent, Runner
 from agents.extensions.memory import SQLAlchemySession
-from sqlalchemy.engine import make_url
 from sqlalchemy.exc import CompileError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -27,6 +26,7 @@ from session_management.common import (
     redact,
     resolve_database_url,
     run_lesson,
+    sdk_store_pool,
     show_items,
     step,
     user_says,
@@ -99,10 +99,9 @@ async def main(args: argparse.Namespace) -> None:
 
     # open_database checks the server answers (one clear line if not: wrong password, server down, no rights),
     # creates an SQLite file's folder and the SDK's tables (correctly on MySQL too, see step 2), and disposes of
-    # the engine when the block ends, even after an error. On SQLite, one pooled connection, as the README says:
-    # the SDK's add_items fails at once with "database is locked" while another connection writes.
-    one_connection = {"pool_size": 1, "max_overflow": 0} if make_url(url).get_backend_name() == "sqlite" else {}
-    async with open_database(url, **one_connection) as engine:
+    # the engine when the block ends, even after an error. sdk_store_pool: on SQLite, one pooled connection, as the
+    # README says (the SDK's add_items fails at once with "database is locked" while another connection writes).
+    async with open_database(url, **sdk_store_pool(url)) as engine:
         step("1. SQLAlchemySession.from_url: the quickest start")
         await from_url_demo(url, agent)
 

@@ -5,7 +5,7 @@ Lessons import from here so that each ``main.py`` shows only what it teaches.
 
 from .cli import run_main
 from .console import agent_says, heading, item_line, lesson_parser, note, run_lesson, show_items, step, user_says
-from .databases import check_connection, create_engine, open_database
+from .databases import check_connection, create_engine, open_database, sdk_store_pool
 from .errors import CourseError
 from .models import choose_model, lesson_model
 from .offline_model import OfflineModel
@@ -31,6 +31,7 @@ __all__ = [
     "resolve_database_url",
     "run_lesson",
     "run_main",
+    "sdk_store_pool",
     "session_tables",
     "show_items",
     "step",

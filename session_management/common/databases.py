@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
+from sqlalchemy.engine import make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -101,6 +102,18 @@ def pool_settings(backend: str) -> dict[str, Any]:
         "pool_timeout": _env_int("DB_POOL_TIMEOUT", 30),
         "pool_recycle": 1800,
     }
+
+
+def sdk_store_pool(url: str) -> dict[str, Any]:
+    """Engine keyword arguments for the SDK's `SQLAlchemySession`: ONE pooled connection on SQLite (lesson 02).
+
+    The SDK's ``add_items`` reads, then writes, in one transaction, and SQLite fails such a transaction at once
+    ("database is locked") while another connection writes: one connection makes its callers queue instead. An
+    in-memory database has one connection already (SQLAlchemy's StaticPool, which takes no pool size).
+    """
+    parsed = make_url(url)
+    on_file = parsed.get_backend_name() == "sqlite" and parsed.database not in (None, "", ":memory:")
+    return {"pool_size": 1, "max_overflow": 0} if on_file else {}
 
 
 def create_engine(url: str, **engine_kwargs: Any) -> AsyncEngine:
