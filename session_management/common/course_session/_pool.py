@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import weakref
-from collections.abc import AsyncIterator, Awaitable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Any, TypeVar
@@ -73,15 +73,22 @@ def pool_capacity(engine: AsyncEngine) -> int | None:
     return None if max_overflow < 0 else pool.size() + max_overflow
 
 
+def loop_local(registry: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, T]],
+               engine: AsyncEngine, make: Callable[[], T]) -> T:
+    """*registry*'s object for *engine* on the running loop, made by *make* on first use there (an asyncio
+    primitive belongs to one loop; an engine disposed on one loop may be used again on another)."""
+    loop = asyncio.get_running_loop()
+    entry = registry.get(engine.sync_engine)
+    if entry is None or entry[0] is not loop:
+        entry = registry[engine.sync_engine] = (loop, make())
+    return entry[1]
+
+
 def _gate(engine: AsyncEngine) -> asyncio.Semaphore | None:
     capacity = pool_capacity(engine)
     if capacity is None:
         return None
-    loop = asyncio.get_running_loop()
-    entry = _gates.get(engine.sync_engine)
-    if entry is None or entry[0] is not loop:
-        entry = _gates[engine.sync_engine] = (loop, asyncio.Semaphore(max(1, capacity)))
-    return entry[1]
+    return loop_local(_gates, engine, lambda: asyncio.Semaphore(max(1, capacity)))
 
 
 def _give_back(raw: PoolProxiedConnection, *, transaction_ended: bool, discard: bool) -> None:

@@ -16,9 +16,10 @@ from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from sqlalchemy import event
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ._pool import Borrowed, borrow, settle
+from ._pool import Borrowed, borrow, loop_local, settle
 from .base import CourseSession
 
 T = TypeVar("T")
@@ -45,17 +46,13 @@ def _configure(engine: AsyncEngine) -> None:
 # One writer at a time per engine and event loop: SQLite has one writer anyway, and an asyncio queue is FIFO and
 # immediate, where writers of the same process contending for the file wait in SQLite's busy handler, which sleeps
 # in steps of up to 100 ms. Other processes still meet the busy timeout and the retries below.
-_writer_gates: weakref.WeakKeyDictionary[Any, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
+_writer_gates: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Lock]] = (
     weakref.WeakKeyDictionary()
 )
 
 
 def _writer_gate(engine: AsyncEngine) -> asyncio.Lock:
-    loop = asyncio.get_running_loop()
-    entry = _writer_gates.get(engine.sync_engine)
-    if entry is None or entry[0] is not loop:
-        entry = _writer_gates[engine.sync_engine] = (loop, asyncio.Lock())
-    return entry[1]
+    return loop_local(_writer_gates, engine, asyncio.Lock)
 
 
 class SQLiteCourseSession(CourseSession, dialects=("sqlite",)):
