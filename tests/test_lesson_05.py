@@ -7,6 +7,7 @@ import json
 import os
 import shutil
 import socket
+import sqlite3
 import tempfile
 import time
 import uuid
@@ -237,7 +238,7 @@ def test_real_server_over_http(running_server: str) -> None:
         assert page.status_code == 200 and "<title>Lesson 05" in page.text
 
 
-def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None:
+def test_browser_sends_a_message_and_sees_the_reply(running_server: str, tmp_path: Path) -> None:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
         message = "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
@@ -287,6 +288,8 @@ def test_browser_sends_a_message_and_sees_the_reply(running_server: str) -> None
         assert browser.execute_script("return window.rejections;") == 0
     finally:
         browser.quit()
+    with sqlite3.connect(tmp_path / "server.db") as stored:  # the page sent an Idempotency-Key with each message
+        assert stored.execute("SELECT COUNT(DISTINCT idempotency_key) FROM conversation_turn_keys").fetchone() == (2,)
 
 
 # --- expected mistakes on the command line: one line on stderr, exit status 2 ----------------------------------

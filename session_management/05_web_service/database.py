@@ -24,10 +24,12 @@ from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
+from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import CourseError, create_engine
+from session_management.common.databases import sdk_store_pool
 
 
 def _seconds(name: str, default: float) -> float:
@@ -70,6 +72,9 @@ def engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:
         options["connect_args"] = {"connect_timeout": max(1, round(seconds))}  # aiomysql has no read timeout
     else:
         options["connect_args"] = {"timeout": 30}  # SQLite: how long a writer waits for the file's lock
+        # One pooled connection (lesson 02): a transaction that reads before it writes fails at once ("database
+        # is locked") while another connection of the process writes; with one connection, requests queue.
+        options.update(sdk_store_pool(url))
     if backend != "sqlite":
         options["pool_timeout"] = seconds  # waiting for a free connection in the pool
     return options
@@ -80,6 +85,10 @@ class Database:
 
     def __init__(self, url: str, timeouts: Timeouts) -> None:
         self.engine: AsyncEngine = create_engine(url, **engine_options(url, timeouts))
+        # The SDK's SQLAlchemySession registers its SQLite connection hook (busy timeout, WAL) on the engine the
+        # first time a session is built on it. Built per request, that first time would race the first burst's
+        # connections ("deque mutated during iteration"); built here, before any connection, it cannot.
+        SQLAlchemySession("-", engine=self.engine)
         self.timeouts = timeouts
         self._bounded = self.engine.dialect.name != "sqlite"
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import Depends, HTTPException, Path, Request
+from fastapi import Depends, Header, HTTPException, Path, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel, Field, field_validator
 
-from session_management.common.conversations import TITLE_LENGTH
+from session_management.common.conversations import KEY_LENGTH, TITLE_LENGTH
 
 from . import store
 from .auth import user_for
@@ -25,8 +25,23 @@ from .turn import TurnSession
 MAX_MESSAGE_CHARS = 4000
 
 
+def storable(value: str) -> str:
+    """Refuse text a database cannot store as text, the same on every backend, before anything is stored:
+    NUL (PostgreSQL's text types cannot hold it) and lone surrogates (not valid UTF-8 anywhere)."""
+    if "\x00" in value:
+        raise ValueError("must not contain NUL characters (\\u0000)")
+    if any("\ud800" <= character <= "\udfff" for character in value):
+        raise ValueError("must be valid Unicode (it contains a lone surrogate, \\ud800-\\udfff)")
+    return value
+
+
 class NewConversation(BaseModel):
     title: str | None = Field(default=None, max_length=TITLE_LENGTH)
+
+    @field_validator("title")
+    @classmethod
+    def storable_title(cls, value: str | None) -> str | None:
+        return None if value is None else storable(value)
 
 
 class NewMessage(BaseModel):
@@ -37,7 +52,12 @@ class NewMessage(BaseModel):
     def not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be blank")
-        return value.strip()
+        return storable(value.strip())
+
+
+# A key the client makes up per message (a uuid), sent again with a retry of that message: visible ASCII.
+IdempotencyKey = Annotated[str | None, Header(alias="Idempotency-Key", min_length=1, max_length=KEY_LENGTH,
+                                              pattern=r"^[!-~]+$")]
 
 
 def database(request: Request) -> Database:

@@ -8,6 +8,7 @@
     GET    /api/conversations/{id}/history               its items, oldest first
     POST   /api/conversations/{id}/messages              send a message      {"message": "..."} -> reply
     POST   /api/conversations/{id}/messages/stream       the same, as server-sent events
+                                                         (both take an optional Idempotency-Key header)
     POST   /api/conversations/{id}/undo                  remove the last turn
     DELETE /api/conversations/{id}                       delete it and its history
 """
@@ -28,9 +29,9 @@ from session_management.common import item_line
 from session_management.common.conversations import DEFAULT_TITLE
 
 from . import store
-from .dependencies import DB, NewConversation, NewMessage, OwnedConversation, Session, User
-from .errors import describe, failure_response, logger, unavailable_response
-from .turn import TurnSession
+from .dependencies import DB, IdempotencyKey, NewConversation, NewMessage, OwnedConversation, Session, User
+from .errors import describe, error_body, failure_response, logger, unavailable_response
+from .turn import KeyReused, reply_for
 
 router = APIRouter(prefix="/api")
 MAX_OFFSET = 1_000_000  # a bound, so a huge offset is a 422 and never reaches the database
@@ -92,36 +93,59 @@ async def history(session: Session) -> dict[str, Any]:
     return {"items": items, "lines": [item_line(item) for item in items]}
 
 
-async def finish_turn(db: DB, session: TurnSession, conversation: store.Conversation, message: str) -> None:
-    """Store the turn (one transaction), then date the conversation and give it a title from its first message."""
-    await session.save()
-    await store.touch(db, conversation.id, message[:60] if conversation.title == DEFAULT_TITLE else None)
+def title_from(conversation: store.Conversation, message: str) -> str | None:
+    """A conversation gets its title from its first message."""
+    return message[:60] if conversation.title == DEFAULT_TITLE else None
+
+
+async def earlier_reply(db: DB, conversation: store.Conversation, key: str | None, message: str) -> str | None:
+    """The stored reply when this request retries a turn that was stored (same Idempotency-Key), else None."""
+    if key is None:
+        return None
+    earlier = await store.find_turn_key(db, conversation.id, key)
+    return None if earlier is None else reply_for(earlier, message)
 
 
 @router.post("/conversations/{conversation_id}/messages")
 async def send(db: DB, agent: AgentDep, conversation: OwnedConversation, session: Session,
-               body: NewMessage) -> dict[str, str]:
+               body: NewMessage, key: IdempotencyKey = None) -> dict[str, str]:
+    stored = await earlier_reply(db, conversation, key, body.message)
+    if stored is not None:
+        return {"reply": stored}  # a retry: the turn is stored already, the model is not asked again
     result = await Runner.run(agent, body.message, session=session)
-    await finish_turn(db, session, conversation, body.message)
-    return {"reply": str(result.final_output)}
+    reply = await session.save(body.message, str(result.final_output), title=title_from(conversation, body.message),
+                               key=key)
+    return {"reply": reply}
+
+
+def sse(event: str, data: dict[str, Any]) -> str:
+    return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
 @router.post("/conversations/{conversation_id}/messages/stream")
 async def send_streamed(db: DB, agent: AgentDep, conversation: OwnedConversation, session: Session,
-                        body: NewMessage) -> StreamingResponse:
+                        body: NewMessage, key: IdempotencyKey = None) -> StreamingResponse:
+    stored = await earlier_reply(db, conversation, key, body.message)  # before the status line: a 409 is a 409
+
+    async def replay() -> AsyncIterator[str]:
+        yield sse("done", {"reply": stored})
+
     async def events() -> AsyncIterator[str]:
         result = Runner.run_streamed(agent, body.message, session=session)
         try:
             async for event in result.stream_events():
                 if event.type == "raw_response_event" and event.data.type == "response.output_text.delta":
-                    yield f"event: delta\ndata: {json.dumps({'text': event.data.delta})}\n\n"
-            await finish_turn(db, session, conversation, body.message)
-            yield f"event: done\ndata: {json.dumps({'reply': str(result.final_output)})}\n\n"
+                    yield sse("delta", {"text": event.data.delta})
+            reply = await session.save(body.message, str(result.final_output),
+                                       title=title_from(conversation, body.message), key=key)
+            yield sse("done", {"reply": reply})
+        except KeyReused as error:
+            yield sse("error", error_body(error.detail))
         except Exception as error:  # noqa: BLE001 - the status line is sent: report in-band, in the same shape
             answer: JSONResponse = failure_response(error, "stream")
             yield f"event: error\ndata: {answer.body.decode()}\n\n"
 
-    return StreamingResponse(events(), media_type="text/event-stream",
+    return StreamingResponse(events() if stored is None else replay(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 

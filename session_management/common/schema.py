@@ -132,7 +132,8 @@ def refuse_unrecorded_tables(connection: Connection, tables: list[str], revision
     found = [table for table in tables if inspector.has_table(table)]
     if not found:
         return
-    newest = "0002" if inspector.has_table("conversations") else revision
+    newest = ("0003" if inspector.has_table("conversation_turn_keys")
+              else "0002" if inspector.has_table("conversations") else revision)
     raise CommandError(
         f"{', '.join(found)} already exist(s) but no Alembic revision recorded them (create_tables=True, the "
         f"course's helper or lesson 05 made them). Adopt them: `alembic stamp {newest}` records that revision "

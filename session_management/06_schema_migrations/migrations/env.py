@@ -1,7 +1,7 @@
 """Alembic environment for the course: async engine, URL from the course's settings.
 
 `target_metadata` describes the schema the migrations must produce, built from the same definitions the
-lessons use (the SDK's tables from `session_management.common.schema`, the `conversations` table from
+lessons use (the SDK's tables from `session_management.common.schema`, lesson 05's tables from
 `session_management.common.conversations`), so `alembic check` reports any drift between them and the database.
 """
 
@@ -14,7 +14,7 @@ from alembic import context
 from sqlalchemy import Connection, MetaData
 
 from session_management.common import create_engine, resolve_database_url
-from session_management.common.conversations import conversations_table
+from session_management.common.conversations import course_tables
 from session_management.common.schema import mysql_session_id_collation, session_tables
 
 config = context.config
@@ -34,7 +34,7 @@ def target_metadata(connection: Connection) -> MetaData:
     if connection.dialect.name in ("mysql", "mariadb"):
         collation = mysql_session_id_collation(connection)
     session_tables(metadata, session_id_collation=collation)
-    conversations_table(metadata)
+    course_tables(metadata, mysql_collation=collation)
     return metadata
 
 
