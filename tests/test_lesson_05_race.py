@@ -93,7 +93,7 @@ async def test_a_turn_chosen_as_deadlock_victim_is_written_again(
             while not await other.scalar(text(  # the turn holds the session row and waits for the conversation
                     "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
                     "WHERE INFO LIKE 'UPDATE conversations SET updated_at%'")):
-                await asyncio.sleep(0.01)
+                await asyncio.sleep(0.01)  # noqa: ASYNC110 - polling the server, no event to wait on
             # Now the session row: a cycle. InnoDB rolls the turn back; this transaction goes on.
             await other.execute(text("SELECT session_id FROM agent_sessions WHERE session_id = :id FOR UPDATE"),
                                 {"id": chat})
