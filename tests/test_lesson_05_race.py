@@ -90,10 +90,10 @@ async def test_a_turn_chosen_as_deadlock_victim_is_written_again(
             await other.execute(text("INSERT INTO ballast VALUES " + ",".join(f"({n})" for n in range(200))))
             await other.execute(text("UPDATE conversations SET title = 'held' WHERE id = :id"), {"id": chat})
             saving = asyncio.create_task(session.save("hello", "a reply"))
-            while not await other.scalar(text(  # the turn holds the session row and waits for the conversation
-                    "SELECT COUNT(*) FROM information_schema.PROCESSLIST "
-                    "WHERE INFO LIKE 'UPDATE conversations SET updated_at%'")):
-                await asyncio.sleep(0.01)  # noqa: ASYNC110 - polling the server, no event to wait on
+            waiting = text("SELECT COUNT(*) FROM information_schema.PROCESSLIST "
+                           "WHERE INFO LIKE 'UPDATE conversations SET updated_at%'")
+            while not await other.scalar(waiting):  # noqa: ASYNC110 - polling the server: no event to wait on
+                await asyncio.sleep(0.01)  # until the turn holds the session row and waits for the conversation
             # Now the session row: a cycle. InnoDB rolls the turn back; this transaction goes on.
             await other.execute(text("SELECT session_id FROM agent_sessions WHERE session_id = :id FOR UPDATE"),
                                 {"id": chat})
