@@ -189,7 +189,9 @@ def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
     assert "no token -> 401" in out
     assert "final reply: You live in Lisbon." in out
     assert "delete -> 204; then history -> 404" in out
-    assert out.count("-> 422") == 3 and "-> 500" not in out and "-> 503" not in out
+    assert out.count("-> 422") == 4 and "-> 500" not in out and "-> 503" not in out
+    assert out.count("-> 200 {'reply': \"Got it, I'll remember that.\"}") == 2
+    assert "items stored: 4 -> 6 (one turn, not two)" in out and "another message -> 409" in out
     assert "Traceback" not in done.stderr
 
 

@@ -93,8 +93,10 @@ class Demo:
         self.client = client
         self.tokens = tokens
 
-    async def call(self, user: str, method: str, path: str, **kwargs: object) -> httpx.Response:
+    async def call(self, user: str, method: str, path: str, headers_extra: dict[str, str] | None = None,
+                   **kwargs: object) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user in self.tokens else {}
+        headers.update(headers_extra or {})
         return await self.client.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
 
     async def say(self, user: str, conversation: str, message: str) -> str:
@@ -178,9 +180,24 @@ async def run_demo(database_url: str) -> None:
             for label, path, body in (("empty message", f"/api/conversations/{bob_chat}/messages", {"message": " "}),
                                       ("malformed id", "/api/conversations/42/messages", {"message": "hi"}),
                                       ("oversized", f"/api/conversations/{bob_chat}/messages",
-                                       {"message": "x" * 5000})):
+                                       {"message": "x" * 5000}),
+                                      ("NUL character", f"/api/conversations/{bob_chat}/messages",
+                                       {"message": "hi\u0000there"})):
                 response = await demo.call("bob", "POST", path, json=body)
                 note(f"{label:<14} -> {response.status_code} {response.json()}")
+
+            step("8. A retry with the same Idempotency-Key gets the stored reply and stores nothing")
+            path = f"/api/conversations/{bob_chat}/messages"
+            before = len((await demo.call("bob", "GET", f"/api/conversations/{bob_chat}/history")).json()["items"])
+            for attempt in ("first try", "retry    "):
+                response = await demo.call("bob", "POST", path, json={"message": "I like tea."},
+                                           headers_extra={"Idempotency-Key": "msg-0001"})
+                note(f"{attempt} -> {response.status_code} {response.json()}")
+            after = len((await demo.call("bob", "GET", f"/api/conversations/{bob_chat}/history")).json()["items"])
+            note(f"items stored: {before} -> {after} (one turn, not two)")
+            response = await demo.call("bob", "POST", path, json={"message": "I like coffee."},
+                                       headers_extra={"Idempotency-Key": "msg-0001"})
+            note(f"same key, another message -> {response.status_code} {response.json()}")
     finally:
         server.should_exit = True
         await serving
