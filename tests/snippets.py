@@ -55,7 +55,8 @@ class Snippet:
 
 
 def readmes() -> list[Path]:
-    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "session_management").glob("*/README.md"))]
+    """The root README and every page of every lesson (its README and the pages beside it)."""
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "session_management").glob("*/*.md"))]
 
 
 def extract(readme: Path) -> list[Snippet]:

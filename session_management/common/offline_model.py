@@ -9,23 +9,26 @@ Rules, applied to the newest user message (matching is case-insensitive):
 
 1. **Tool results.** If function-call outputs follow the newest user message, it reports them:
    ``"<tool> says: <output>"``.
-2. **Tool calls.** If the agent has function tools and the message names one (all words of the tool's name,
+2. **Handoffs.** If the agent can hand off and the message names the other agent (all words of its name but
+   "agent", e.g. "billing" for "Billing agent"), it calls that handoff. The new agent then answers the same
+   message from the same history (a handoff's own output is not reported as a tool result).
+3. **Tool calls.** If the agent has function tools and the message names one (all words of the tool's name,
    ignoring ``get``/``lookup``/``fetch``/``find``/``check``, appear in the message, e.g. ``get_weather`` and
    "what's the weather in Paris?"), it calls that tool. String arguments are taken from the text after
    " in ", " for ", " of " or " about " (else the last word); number arguments from the first number.
-3. **Facts it learns** from every user message in the history (later statements win):
+4. **Facts it learns** from every user message in the history (later statements win):
    "my name is X", "call me X", "I'm X"/"I am X" (a capitalised name), "my <thing> is <value>",
    "I live in X", "I work at/as X", "I like/love X".
-4. **Questions it answers** from those facts and the history:
+5. **Questions it answers** from those facts and the history:
    "what is my name?" / "who am I?", "what is my <thing>?", "where do I live?", "where/what do I work?",
    "what do I like?", "what do you know about me?" (every fact, plus the turn count),
    "how many messages/turns ...?", "what did I just say?", "what was my first message?".
    When the fact was never stated it says so plainly: "I don't know your name yet: you haven't told me."
-5. **Summaries.** "Summarize the conversation" is answered with every fact in the user's own words
+6. **Summaries.** "Summarize the conversation" is answered with every fact in the user's own words
    ("The user told me: my name is Ada; I live in Paris."), and a ``system``/``developer`` message in the history
    (such as a summary written that way) is read for facts like a user message, so a summary carries facts
    forward (the course's ``SummarizingSession`` relies on both).
-6. Otherwise it acknowledges facts just stated ("Nice to meet you, Ada!"), greets a greeting, or echoes the
+7. Otherwise it acknowledges facts just stated ("Nice to meet you, Ada!"), greets a greeting, or echoes the
    message, saying it is the offline model.
 
 Usage is estimated as one token per four characters of input and output, one request per call, so usage
@@ -150,7 +153,8 @@ def read_conversation(input: str | list[TResponseInputItem]) -> Conversation:
             call_names[str(item.get("call_id"))] = str(item.get("name"))
         elif kind == "function_call_output":
             name = call_names.get(str(item.get("call_id")), "the tool")
-            conversation.tool_results.append((name, _text_of(item.get("output"))))
+            if not name.startswith(HANDOFF_PREFIX):  # a handoff's output is the Runner's, not news for the user
+                conversation.tool_results.append((name, _text_of(item.get("output"))))
         elif item.get("role") == "user" and kind in (None, "message"):
             text = _text_of(item.get("content"))
             conversation.user_messages.append(text)
@@ -159,6 +163,19 @@ def read_conversation(input: str | list[TResponseInputItem]) -> Conversation:
         elif item.get("role") in ("system", "developer") and kind in (None, "message"):
             learn_facts(_text_of(item.get("content")), conversation.facts, conversation.likes)  # e.g. a summary
     return conversation
+
+
+HANDOFF_PREFIX = "transfer_to_"
+
+
+def match_handoff(message: str, handoffs: Iterable[Handoff]) -> Handoff | None:
+    """The handoff whose agent the message names, or None."""
+    lowered = message.lower()
+    for handoff in handoffs:
+        words = [w for w in re.split(r"[_\W]+", handoff.agent_name.lower()) if w and w != "agent"]
+        if words and all(re.search(rf"\b{re.escape(w)}\b", lowered) for w in words):
+            return handoff
+    return None
 
 
 def _tool_words(name: str) -> list[str]:
@@ -305,6 +322,7 @@ class OfflineModel(Model):
         input: str | list[TResponseInputItem],
         tools: list[Tool],
         output_schema: AgentOutputSchemaBase | None,
+        handoffs: list[Handoff] | None = None,
     ) -> tuple[list[Any], Usage]:
         if output_schema is not None and not output_schema.is_plain_text():
             raise UserError(
@@ -313,9 +331,15 @@ class OfflineModel(Model):
             )
         self._calls += 1
         conversation = read_conversation(input)
-        tool_call = None if conversation.tool_results else match_tool(conversation.current, tools)
+        handoff = None if conversation.tool_results else match_handoff(conversation.current, handoffs or [])
+        tool_call = None if conversation.tool_results or handoff else match_tool(conversation.current, tools)
         output: list[Any]
-        if tool_call is not None:
+        if handoff is not None:
+            output = [ResponseFunctionToolCall(id=f"fc_offline_{self._calls}", call_id=f"call_offline_{self._calls}",
+                                               type="function_call", name=handoff.tool_name, arguments="{}",
+                                               status="completed")]
+            output_tokens = estimate_tokens(handoff.tool_name)
+        elif tool_call is not None:
             tool, arguments = tool_call
             call_id = f"call_offline_{self._calls}"
             arguments_json = json.dumps(arguments)
@@ -352,7 +376,7 @@ class OfflineModel(Model):
         conversation_id: str | None = None,
         prompt: Any | None = None,
     ) -> ModelResponse:
-        output, usage = self._respond(system_instructions, input, tools, output_schema)
+        output, usage = self._respond(system_instructions, input, tools, output_schema, handoffs)
         return ModelResponse(output=output, usage=usage, response_id=None)
 
     async def stream_response(
@@ -369,7 +393,7 @@ class OfflineModel(Model):
         conversation_id: str | None = None,
         prompt: Any | None = None,
     ) -> AsyncIterator[TResponseStreamEvent]:
-        output, usage = self._respond(system_instructions, input, tools, output_schema)
+        output, usage = self._respond(system_instructions, input, tools, output_schema, handoffs)
         sequence = 0
 
         def next_sequence() -> int:
