@@ -23,21 +23,42 @@ from .database import Database
 from .turn import TurnSession
 
 MAX_MESSAGE_CHARS = 4000
+# The schema states what the validators reject, so a client that follows /openapi.json never meets a 422 it could
+# not foresee. Whitespace is what Python's str.strip() removes (U+00A0 and U+3000 included; none is above U+3000).
+# NUL: PostgreSQL's text cannot hold it, so no backend accepts it. Patterns use \uXXXX: JSON Schema's dialect
+# (ECMA-262) and Python's re read them alike.
+WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+_NOT_NUL = "[^\\u0000]"
+_SOLID = "[^" + "".join(f"\\u{ord(c):04x}" for c in "\0" + WHITESPACE) + "]"
+_SPACE = "[" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"
+MESSAGE_PATTERN = f"^{_SPACE}*{_SOLID}{_NOT_NUL}*$"  # no NUL, and a character at least that is not whitespace
+TITLE_PATTERN = f"^{_NOT_NUL}*$"
+
+
+def _no_nul(value: str, field: str) -> str:
+    if "\0" in value:
+        raise ValueError(f"{field} must not contain NUL (\\u0000)")
+    return value
 
 
 class NewConversation(BaseModel):
-    title: str | None = Field(default=None, max_length=TITLE_LENGTH)
+    title: str | None = Field(default=None, max_length=TITLE_LENGTH, json_schema_extra={"pattern": TITLE_PATTERN})
+
+    @field_validator("title")
+    @classmethod
+    def no_nul(cls, value: str | None) -> str | None:
+        return None if value is None else _no_nul(value, "title")
 
 
 class NewMessage(BaseModel):
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, json_schema_extra={"pattern": MESSAGE_PATTERN})
 
     @field_validator("message")
     @classmethod
     def not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be blank")
-        return value.strip()
+        return _no_nul(value, "message").strip()
 
 
 def database(request: Request) -> Database:
