@@ -17,6 +17,7 @@ import httpx
 import pytest
 import uvicorn
 
+from session_management.common import CourseError, OfflineModel
 from tests.web_service import ALICE, USERS, app_module, auth
 
 server_module = importlib.import_module("session_management.05_web_service.server")
@@ -27,8 +28,6 @@ READ_TIMEOUT_S = 1
 @pytest.fixture
 async def port(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     monkeypatch.setenv("CHAT_READ_TIMEOUT", str(READ_TIMEOUT_S))
-    from session_management.common import OfflineModel
-
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         free = int(probe.getsockname()[1])
@@ -85,3 +84,10 @@ async def test_a_trickling_client_is_cut_off_and_others_are_served(port: int) ->
             await asyncio.sleep(READ_TIMEOUT_S / 2)  # idle between requests, each wait shorter than the limit
         created = await client.post("/api/conversations", json={"title": "fast"}, headers=auth(ALICE))
         assert created.status_code == 201
+
+
+@pytest.mark.parametrize("value", ["abc", "0", "-1", "601"])
+def test_a_bad_read_timeout_is_a_one_line_error(value: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("CHAT_READ_TIMEOUT", value)
+    with pytest.raises(CourseError, match="CHAT_READ_TIMEOUT=.* is not a number of seconds between 0 and 600"):
+        server_module.server_config(object(), "127.0.0.1", 8000)
