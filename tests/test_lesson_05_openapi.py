@@ -127,7 +127,8 @@ async def test_the_message_pattern_rejects_exactly_what_the_validator_rejects(da
     title = re.compile(fields["NewConversation"]["properties"]["title"]["pattern"])
     assert title.search("Trip planning") and not title.search("a\0b")
     disagreements = []
-    for code_point in range(0x110000):
+    # Every code point of the BMP (all whitespace is there), and a sample of the planes above it.
+    for code_point in [*range(0x10000), *range(0x10000, 0x110000, 257)]:
         if 0xD800 <= code_point <= 0xDFFF:
             continue  # surrogates cannot be sent in JSON text as UTF-8
         char = chr(code_point)
