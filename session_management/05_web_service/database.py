@@ -32,7 +32,7 @@ from session_management.common import CourseError, create_engine
 from session_management.common.databases import sdk_store_pool
 
 
-def _seconds(name: str, default: float) -> float:
+def seconds_setting(name: str, default: float) -> float:
     raw = os.environ.get(name, "").strip()
     try:
         value = float(raw) if raw else default
@@ -51,8 +51,8 @@ class Timeouts:
 
     @classmethod
     def from_env(cls) -> Timeouts:
-        return cls(database=_seconds("CHAT_DB_TIMEOUT", cls.database),
-                   health=_seconds("CHAT_HEALTH_TIMEOUT", cls.health))
+        return cls(database=seconds_setting("CHAT_DB_TIMEOUT", cls.database),
+                   health=seconds_setting("CHAT_HEALTH_TIMEOUT", cls.health))
 
 
 def engine_options(url: str, timeouts: Timeouts) -> dict[str, Any]:

@@ -23,36 +23,47 @@ from .database import Database
 from .turn import TurnSession
 
 MAX_MESSAGE_CHARS = 4000
+# The schema states what the validators reject, so a client that follows /openapi.json never meets a 422 it could
+# not foresee. Whitespace is what Python's str.strip() removes (U+00A0 and U+3000 included; none is above U+3000).
+# NUL: PostgreSQL's text cannot hold it, so no backend accepts it. Patterns use \uXXXX: JSON Schema's dialect
+# (ECMA-262) and Python's re read them alike.
+WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+# Lone surrogates (U+D800-U+DFFF) are not valid UTF-8 anywhere: refused with NUL.
+_NOT_NUL = "[^\\u0000\\ud800-\\udfff]"
+_SOLID = "[^" + "".join(f"\\u{ord(c):04x}" for c in "\0" + WHITESPACE) + "\\ud800-\\udfff]"
+_SPACE = "[" + "".join(f"\\u{ord(c):04x}" for c in WHITESPACE) + "]"
+MESSAGE_PATTERN = f"^{_SPACE}*{_SOLID}{_NOT_NUL}*$"  # no NUL, and a character at least that is not whitespace
+TITLE_PATTERN = f"^{_NOT_NUL}*$"
 
 
-def storable(value: str) -> str:
+def storable(value: str, field: str) -> str:
     """Refuse text a database cannot store as text, the same on every backend, before anything is stored:
     NUL (PostgreSQL's text types cannot hold it) and lone surrogates (not valid UTF-8 anywhere)."""
-    if "\x00" in value:
-        raise ValueError("must not contain NUL characters (\\u0000)")
+    if "\0" in value:
+        raise ValueError(f"{field} must not contain NUL (\\u0000)")
     if any("\ud800" <= character <= "\udfff" for character in value):
-        raise ValueError("must be valid Unicode (it contains a lone surrogate, \\ud800-\\udfff)")
+        raise ValueError(f"{field} must be valid Unicode (it contains a lone surrogate, \\ud800-\\udfff)")
     return value
 
 
 class NewConversation(BaseModel):
-    title: str | None = Field(default=None, max_length=TITLE_LENGTH)
+    title: str | None = Field(default=None, max_length=TITLE_LENGTH, json_schema_extra={"pattern": TITLE_PATTERN})
 
     @field_validator("title")
     @classmethod
     def storable_title(cls, value: str | None) -> str | None:
-        return None if value is None else storable(value)
+        return None if value is None else storable(value, "title")
 
 
 class NewMessage(BaseModel):
-    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS)
+    message: str = Field(min_length=1, max_length=MAX_MESSAGE_CHARS, json_schema_extra={"pattern": MESSAGE_PATTERN})
 
     @field_validator("message")
     @classmethod
     def not_blank(cls, value: str) -> str:
         if not value.strip():
             raise ValueError("message must not be blank")
-        return storable(value.strip())
+        return storable(value, "message").strip()
 
 
 # A key the client makes up per message (a uuid), sent again with a retry of that message: visible ASCII.

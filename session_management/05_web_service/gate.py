@@ -4,7 +4,8 @@ FastAPI reads and parses a request's JSON body *before* it runs the endpoint's d
 authentication dependency alone would let anyone make the service read and parse a 100 MB body before the
 401. This plain ASGI middleware runs first:
 
-1. A request with a body to ``/api/...`` needs a valid bearer token: 401 before a byte of the body is read.
+1. A request with a body to ``/api/...`` (but ``/api/health``) needs a valid bearer token: 401 before a byte of
+   the body is read.
 2. A body larger than ``CHAT_MAX_BODY_BYTES`` (default 64 KiB; a message is at most 4,000 characters) is
    refused with 413: at once when ``Content-Length`` says so, else as soon as the streamed body passes it.
 3. An exception nothing else handled becomes a 503 (the database is unreachable) or a 500 with an id (see
@@ -56,7 +57,8 @@ class Gate:
         headers = Headers(scope=scope)
         has_body = "transfer-encoding" in headers or headers.get("content-length", "0") not in ("", "0")
         authorized = user_for(self.users, headers.get("authorization")) is not None
-        if has_body and scope["path"].startswith("/api/") and not authorized:
+        public = scope["path"] == "/api/health"  # the one route without a token, and it reads no body
+        if has_body and scope["path"].startswith("/api/") and not public and not authorized:
             await _answer(scope, receive, send, 401, "missing or invalid bearer token", {"WWW-Authenticate": "Bearer"})
             return
         declared = headers.get("content-length", "")

@@ -36,6 +36,7 @@ from session_management.common import (
 )
 
 from .app import create_app
+from .server import server_config
 
 DEMO_USERS = "alice:alice-demo-token,bob:bob-demo-token"
 
@@ -112,7 +113,7 @@ async def run_demo(database_url: str) -> None:
     users = {"alice": "alice-demo-token", "bob": "bob-demo-token"}
     app = create_app(database_url, {token: name for name, token in users.items()}, choose_model().model)
     port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    server = uvicorn.Server(server_config(app, "127.0.0.1", port, log_level="warning"))
     serving = asyncio.create_task(server.serve())
     while not server.started:
         if serving.done():
@@ -218,13 +219,14 @@ def serve(args: argparse.Namespace) -> None:
     url = resolve_database_url(args.database)
     choice = choose_model()
     app = create_app(url, users, choice.model, demo_token="alice-demo-token" if demo_tokens else None)
+    config = server_config(app, args.host, args.port, log_level="info")  # a bad CHAT_READ_TIMEOUT: one line, now
     asyncio.run(preflight(url))
     print(f"model   : {choice.description}\ndatabase: {redact(url)}\nusers   : {', '.join(sorted(users.values()))}")
     if demo_tokens:
         print(f"WARNING: CHAT_USERS is not set; using the demo tokens ({DEMO_USERS}). Never in production.",
               file=sys.stderr)
     print(f"open http://{args.host}:{args.port}/ (Ctrl+C to stop)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level="info")
+    uvicorn.Server(config).run()
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -28,12 +28,18 @@ from sqlalchemy import text
 from session_management.common import item_line
 from session_management.common.conversations import DEFAULT_TITLE
 
-from . import store
+from . import schemas, store
 from .dependencies import DB, IdempotencyKey, NewConversation, NewMessage, OwnedConversation, Session, User
-from .errors import describe, error_body, failure_response, logger, unavailable_response
+from .errors import describe, documented, error_body, failure_response, logger, unavailable_response
 from .turn import KeyReused, reply_for
 
 router = APIRouter(prefix="/api")
+# Every status each route can answer is in /openapi.json, with the one error shape (errors.py). Any route: a method
+# the path lacks (405), a body over the limit (413, from the gate), a bug (500). Then, as each route needs them:
+ANY = (405, 413, 500)
+SIGNED_IN = (*ANY, 401, 503)  # a token, and the database
+OWN = (*SIGNED_IN, 404, 422)  # ... and a conversation id that is a uuid and mine
+BODY = (400, 422)  # a JSON body
 MAX_OFFSET = 1_000_000  # a bound, so a huge offset is a 422 and never reaches the database
 
 
@@ -44,7 +50,7 @@ def the_agent(request: Request) -> Agent:
 AgentDep = Annotated[Agent, Depends(the_agent)]
 
 
-@router.get("/health")
+@router.get("/health", response_model=schemas.Health, responses=documented(*ANY, 503))
 async def health(db: DB) -> Any:
     async def select_one() -> None:
         async with db.engine.connect() as connection:
@@ -62,17 +68,18 @@ async def health(db: DB) -> Any:
     return {"status": "ok"}
 
 
-@router.get("/me")
+@router.get("/me", response_model=schemas.Me, responses=documented(*ANY, 401))
 async def me(user: User) -> dict[str, str]:
     return {"user": user}
 
 
-@router.post("/conversations", status_code=201)
+@router.post("/conversations", status_code=201, response_model=schemas.Conversation,
+             responses=documented(*SIGNED_IN, *BODY))
 async def create_conversation(db: DB, user: User, body: NewConversation | None = None) -> dict[str, str]:
     return (await store.create(db, user, body.title if body else None)).to_json()
 
 
-@router.get("/conversations")
+@router.get("/conversations", response_model=schemas.Page, responses=documented(*SIGNED_IN, 422))
 async def list_conversations(
     db: DB, user: User,
     limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
@@ -82,12 +89,12 @@ async def list_conversations(
     return {"items": [c.to_json() for c in page], "total": total, "next_offset": next_offset}
 
 
-@router.get("/conversations/{conversation_id}")
+@router.get("/conversations/{conversation_id}", response_model=schemas.Conversation, responses=documented(*OWN))
 async def get_conversation(conversation: OwnedConversation) -> dict[str, str]:
     return conversation.to_json()
 
 
-@router.get("/conversations/{conversation_id}/history")
+@router.get("/conversations/{conversation_id}/history", response_model=schemas.History, responses=documented(*OWN))
 async def history(session: Session) -> dict[str, Any]:
     items = await session.get_items()
     return {"items": items, "lines": [item_line(item) for item in items]}
@@ -106,7 +113,8 @@ async def earlier_reply(db: DB, conversation: store.Conversation, key: str | Non
     return None if earlier is None else reply_for(earlier, message)
 
 
-@router.post("/conversations/{conversation_id}/messages")
+@router.post("/conversations/{conversation_id}/messages", response_model=schemas.Reply,
+             responses=documented(*OWN, *BODY, 409))
 async def send(db: DB, agent: AgentDep, conversation: OwnedConversation, session: Session,
                body: NewMessage, key: IdempotencyKey = None) -> dict[str, str]:
     stored = await earlier_reply(db, conversation, key, body.message)
@@ -122,7 +130,8 @@ def sse(event: str, data: dict[str, Any]) -> str:
     return f"event: {event}\ndata: {json.dumps(data)}\n\n"
 
 
-@router.post("/conversations/{conversation_id}/messages/stream")
+@router.post("/conversations/{conversation_id}/messages/stream", response_class=schemas.EventStream,
+             responses={200: schemas.EVENTS, **documented(*OWN, *BODY, 409, streaming=True)})
 async def send_streamed(db: DB, agent: AgentDep, conversation: OwnedConversation, session: Session,
                         body: NewMessage, key: IdempotencyKey = None) -> StreamingResponse:
     stored = await earlier_reply(db, conversation, key, body.message)  # before the status line: a 409 is a 409
@@ -149,7 +158,7 @@ async def send_streamed(db: DB, agent: AgentDep, conversation: OwnedConversation
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
 
 
-@router.post("/conversations/{conversation_id}/undo")
+@router.post("/conversations/{conversation_id}/undo", response_model=schemas.Undone, responses=documented(*OWN))
 async def undo(session: Session) -> dict[str, Any]:
     removed = []
     while (item := await session.pop_item()) is not None:  # back to and including the user's message
@@ -159,7 +168,8 @@ async def undo(session: Session) -> dict[str, Any]:
     return {"removed": len(removed), "lines": [item_line(item) for item in removed]}
 
 
-@router.delete("/conversations/{conversation_id}", status_code=204)
+@router.delete("/conversations/{conversation_id}", status_code=204, response_class=Response,
+               responses=documented(*OWN))
 async def delete(db: DB, user: User, conversation: OwnedConversation) -> Response:
     if not await store.delete_conversation(db, user, conversation.id):
         raise HTTPException(404, "conversation not found")

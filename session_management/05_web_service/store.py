@@ -36,8 +36,9 @@ class Conversation:
     updated_at: datetime
 
     def to_json(self) -> dict[str, str]:
-        return {"id": self.id, "title": self.title, "created_at": self.created_at.isoformat(),
-                "updated_at": self.updated_at.isoformat()}
+        """The API's view; times are stored as naive UTC and sent with their offset, so no client guesses."""
+        return {"id": self.id, "title": self.title, "created_at": self.created_at.replace(tzinfo=UTC).isoformat(),
+                "updated_at": self.updated_at.replace(tzinfo=UTC).isoformat()}
 
 
 def _now() -> datetime:
