@@ -9,6 +9,7 @@ test gives it, its output in a log file. That is the pre-loading gunicorn's ``--
 The preloaded Python:
 * runs outside the repository, with no ``PYTHONPATH``, and checks ``session_management`` is not importable: the
   app files must work in an empty project;
+* reports, in the server's log, connections a server left open at exit (an engine it did not dispose of);
 * swaps the course's offline model in for the SDK's default model (as the README tests do), loading it from its
   file rather than from the package, and turns tracing off (no uploads from the tests).
 """
@@ -28,8 +29,9 @@ from typing import Any
 REPO_ROOT = Path(__file__).resolve().parents[1]
 OFFLINE_MODEL = REPO_ROOT / "session_management" / "common" / "offline_model.py"
 
-_BOOT = r"""
-import gc, importlib.util, json, os, runpy, sys, threading, time
+OPEN_AT_EXIT = "connections still open at exit"
+_BOOT = f"OPEN_AT_EXIT = {OPEN_AT_EXIT!r}\n" + r"""
+import atexit, gc, importlib.util, json, os, runpy, sys, threading, time
 
 import agents, agents.extensions.memory, aiomysql, aiosqlite, asyncpg, fastapi, flask, flask.cli, uvicorn.main  # noqa
 import django.core.asgi, django.http, django.urls, django.views.decorators.csrf, django.views.decorators.http  # noqa
@@ -84,6 +86,18 @@ os.dup2(log, 2)
 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
 sys.stdin = open(0, closefd=False)
 sys.argv = request["argv"]
+
+
+@atexit.register  # registered first, so it runs last: after the app's own shutdown code (and a Flask atexit)
+def report_open_connections():
+    from sqlalchemy.pool import Pool
+
+    pools = [found for found in gc.get_objects() if isinstance(found, Pool)]
+    left = sum(pool.checkedin() + pool.checkedout() for pool in pools)
+    if left:
+        print(f"{OPEN_AT_EXIT}: {left} (an engine was not disposed)", flush=True)
+
+
 sys.path[0] = request["cwd"]  # what python -m puts first: the working directory
 runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
 """

@@ -24,12 +24,12 @@ import pytest
 from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from tests.preloaded_python import REPO_ROOT, PreloadedPython, free_port, wait_until_listening
+from tests.preloaded_python import OPEN_AT_EXIT, REPO_ROOT, PreloadedPython, free_port, wait_until_listening
 
 APPS_DIR = REPO_ROOT / "session_management" / "02_sqlalchemy_session" / "frameworks"
 # What a log must never show: the failures of an engine used across event loops, and of an unclean shutdown.
 LOG_ERRORS = ("Traceback", "Event loop is closed", "different loop", "another operation is in progress",
-              "Task was destroyed", "Unclosed", "Exception")
+              "Task was destroyed", "Unclosed", "Exception", OPEN_AT_EXIT)
 
 
 @dataclass(frozen=True)
