@@ -2,7 +2,8 @@
 
 The convention (documented for contributors in the top-level README):
 
-* Every fenced ```` ```python ```` block in ``README.md`` and ``session_management/*/README.md`` is a test.
+* Every fenced ```` ```python ```` block in ``README.md`` and every ``README.md`` under ``session_management/``
+  is a test.
 * By default a block is **run**, as a standalone script, in a temporary working directory (which sees the
   course's `session_management/` folder, as a reader at the repository root would), with the offline
   model standing in for the SDK's default model (an ``Agent`` created without ``model=`` answers offline) and
@@ -55,7 +56,7 @@ class Snippet:
 
 
 def readmes() -> list[Path]:
-    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "session_management").glob("*/README.md"))]
+    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "session_management").glob("**/README.md"))]
 
 
 def extract(readme: Path) -> list[Snippet]:

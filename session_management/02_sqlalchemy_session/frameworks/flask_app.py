@@ -3,7 +3,7 @@
     pip install "openai-agents[sqlalchemy]" flask aiosqlite   # asyncpg: PostgreSQL, aiomysql: MySQL
     export OPENAI_API_KEY=sk-...
     export DATABASE_URL=sqlite+aiosqlite:///sessions.db   # or postgresql+asyncpg://..., mysql+aiomysql://...
-    flask --app flask_app run --port 8000       # a threaded server; in production e.g. gunicorn --threads 8
+    flask --app flask_app run --port 8000   # threaded; in production e.g. gunicorn --threads 8 'flask_app:create_app()'
     curl localhost:8000/chat/ada -H 'content-type: application/json' -d '{"text": "My name is Ada."}'
 
 Flask views are plain functions on the server's request threads. The engine's connections belong to the event
