@@ -2,7 +2,9 @@
 
 FastAPI and Django under uvicorn, Flask under Werkzeug's threaded server (``flask run``), on SQLite, PostgreSQL
 and MariaDB: two users' conversations, driven from several client threads at once, keep exactly their own
-history, across requests and across a restart; every request succeeds; Ctrl-C stops each server cleanly.
+history, across requests and across a restart; every request succeeds; Ctrl-C stops each server cleanly, its
+engine disposed of. And the wrong ways the apps avoid (``Runner.run_sync`` or an ``async def`` view in Flask,
+Django's async views under WSGI) fail on PostgreSQL.
 The servers are forked from one preloaded Python (tests/preloaded_python.py) that cannot import the course.
 """
 
@@ -164,6 +166,77 @@ def test_the_app_remembers_each_conversation_under_concurrent_requests_and_a_res
         assert texts(items, "user") == [f"My name is {name}."] + ["What is my name?"] * (asks + 1)
         replies = texts(items, "assistant")
         assert len(replies) == asks + 2 and all(name in reply for reply in replies), replies
+
+
+@dataclass(frozen=True)
+class WrongWay:
+    """An app with one change a reader might make, and what runs it."""
+
+    app: str  # the app file it starts from
+    edits: tuple[tuple[str, str], ...]  # (text in the app, text instead)
+    run: App
+    launcher: str = ""  # a file of its own that serves the app, for the run
+
+
+FLASK_CALL = 'on_loop(Runner.run(agent, request.get_json()["text"], session=session))'
+# Django's async view served over WSGI, by Werkzeug's threaded server (as gunicorn or runserver would serve it).
+DJANGO_WSGI = """import asyncio, sys
+from django.core.wsgi import get_wsgi_application
+from werkzeug.serving import run_simple
+import django_app
+async def tables():  # on an engine of their own: only the views use the app's engine
+    engine = django_app.create_engine()
+    await django_app.create_tables(engine)
+    await engine.dispose()
+asyncio.run(tables())
+run_simple("127.0.0.1", int(sys.argv[1]), get_wsgi_application(), threaded=True)
+"""
+# The wrong ways each framework invites: the engine's connections used on other event loops than their own.
+WRONG_WAYS = {
+    "flask-run_sync-in-a-view": WrongWay("flask_app.py", (
+        (FLASK_CALL, 'Runner.run_sync(agent, request.get_json()["text"], session=session)'),), APPS["flask"]),
+    "flask-async-view": WrongWay("flask_app.py", (
+        ("    def chat(", "    async def chat("),
+        (FLASK_CALL, 'await Runner.run(agent, request.get_json()["text"], session=session)')), APPS["flask"]),
+    "django-async-view-under-wsgi": WrongWay("django_app.py", (), App("django_wsgi.py", "django_wsgi", ("{port}",)),
+                                             launcher=DJANGO_WSGI),
+}
+LOOP_ERRORS = ("attached to a different loop", "another operation is in progress", "Event loop is closed")
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+@pytest.mark.parametrize("wrong_way", WRONG_WAYS)
+def test_the_wrong_way_each_framework_invites_fails(
+    wrong_way: str, database_url: str, python: PreloadedPython, tmp_path: Path
+) -> None:
+    """What the apps avoid, shown failing: one engine whose connections are used from several event loops."""
+    way = WRONG_WAYS[wrong_way]
+    folder = tmp_path / "project"
+    folder.mkdir()
+    source = (APPS_DIR / way.app).read_text(encoding="utf-8")
+    for old, new in way.edits:
+        assert old in source, f"{way.app} no longer has {old!r}: update this test"
+        source = source.replace(old, new, 1)
+    (folder / way.app).write_text(source, encoding="utf-8")
+    if way.launcher:
+        (folder / way.run.file).write_text(way.launcher, encoding="utf-8")
+    log, port = folder / "server.log", free_port()
+    env = reader_env(database_url, OPENAI_API_KEY="offline-model-in-the-tests")
+    pid = python.start(way.run.module, way.run.argv(port), cwd=folder, env=env, log=log)
+    try:
+        wait_until_listening(python, pid, port, log)
+        statuses: list[int | str] = []
+        for text in ("My name is Ada.", "What is my name?", "What is my name?"):  # one after another
+            try:
+                response = httpx.post(f"http://127.0.0.1:{port}/chat/ada", json={"text": text}, timeout=20)
+                statuses.append(response.status_code)
+            except httpx.HTTPError as error:  # a server that hangs or crashes
+                statuses.append(type(error).__name__)
+    finally:
+        os.kill(pid, signal.SIGKILL)
+        python.wait(pid, 30)
+    assert statuses != [200, 200, 200], f"{wrong_way} worked:\n{log.read_text()}"
+    assert any(error in log.read_text() for error in LOOP_ERRORS), log.read_text()
 
 
 @pytest.mark.parametrize("framework", APPS)
