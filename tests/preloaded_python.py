@@ -61,22 +61,34 @@ def wait(pid, timeout):
         time.sleep(0.02)
 
 
+children = set()
 while True:
     line = sys.stdin.readline()
-    if not line:
-        sys.exit(0)  # the tests are done
+    if not line:  # the tests are done (or died): no server may outlive them
+        for pid in children:
+            os.kill(pid, 9)
+        sys.exit(0)
     request = json.loads(line)
     if request["op"] == "wait":
-        print(json.dumps({"exit": wait(request["pid"], request["timeout"])}), flush=True)
+        status = wait(request["pid"], request["timeout"])
+        if status is not None:
+            children.discard(request["pid"])
+        print(json.dumps({"exit": status}), flush=True)
         continue
     assert threading.active_count() == 1, threading.enumerate()  # fork copies no other thread
     gc.freeze()  # the child's collections and exit then skip the preloaded heap (no copy of its pages)
+    parent = os.getpid()
     pid = os.fork()
     if pid == 0:
         break
+    children.add(pid)
     print(json.dumps({"pid": pid}), flush=True)
 
-# The child: the command a reader runs, in the reader's folder, output to the log.
+# The child: the command a reader runs, in the reader's folder, output to the log. It dies with the preloaded Python.
+import ctypes, signal  # noqa: E401
+ctypes.CDLL(None, use_errno=True).prctl(1, signal.SIGKILL)  # PR_SET_PDEATHSIG (Linux)
+if os.getppid() != parent:
+    os._exit(1)  # the preloaded Python died before the line above
 os.environ.clear()
 os.environ.update(request["env"])
 os.chdir(request["cwd"])
@@ -86,6 +98,7 @@ os.dup2(log, 2)
 os.dup2(os.open(os.devnull, os.O_RDONLY), 0)
 sys.stdin = open(0, closefd=False)
 sys.argv = request["argv"]
+sys.path[0] = request["cwd"]  # what python -m puts first: the working directory
 
 
 @atexit.register  # registered first, so it runs last: after the app's own shutdown code (and a Flask atexit)
@@ -98,7 +111,6 @@ def report_open_connections():
         print(f"{OPEN_AT_EXIT}: {left} (an engine was not disposed)", flush=True)
 
 
-sys.path[0] = request["cwd"]  # what python -m puts first: the working directory
 runpy.run_module(request["module"], run_name="__main__", alter_sys=True)
 """
 
@@ -150,6 +162,8 @@ class PreloadedPython:
         assert self._process.stdin is not None
         self._process.stdin.close()
         self._process.wait(timeout=30)
+        assert self._process.stdout is not None
+        self._process.stdout.close()
 
 
 def free_port(first: int = 22000, last: int = 22999) -> int:
