@@ -2,7 +2,8 @@
 
 The convention (documented for contributors in the top-level README):
 
-* Every fenced ```` ```python ```` block in ``README.md`` and ``session_management/*/README.md`` is a test.
+* Every fenced ```` ```python ```` block in ``README.md`` and every ``README.md`` under ``session_management/``
+  is a test.
 * By default a block is **run**, as a standalone script, in a temporary working directory (which sees the
   course's `session_management/` folder, as a reader at the repository root would), with the offline
   model standing in for the SDK's default model (an ``Agent`` created without ``model=`` answers offline) and
@@ -55,8 +56,10 @@ class Snippet:
 
 
 def readmes() -> list[Path]:
-    """The root README and every page of every lesson (its README and the pages beside it)."""
-    return [REPO_ROOT / "README.md", *sorted((REPO_ROOT / "session_management").glob("*/*.md"))]
+    """The root README and every page of every lesson: its README, the pages beside it, and READMEs below it."""
+    lesson_pages = (REPO_ROOT / "session_management").glob("*/*.md")
+    nested = (REPO_ROOT / "session_management").glob("*/*/**/README.md")
+    return [REPO_ROOT / "README.md", *sorted({*lesson_pages, *nested})]
 
 
 def extract(readme: Path) -> list[Snippet]:
