@@ -185,6 +185,13 @@ class StallReport:
     turns_failed: int  # add_items raised (the client gave up): such a turn may or may not be stored
     turns_lost: int  # acknowledged turns missing
     items_duplicated: int  # items stored more than once
+    scripts_run: int  # append scripts the primary ran: more than the turns sent means the client re-sent some
+
+
+def scripts_run(server: RedisServer) -> int:
+    """How many EVAL commands the server has run (INFO commandstats)."""
+    with server.client() as client:
+        return int(client.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
 
 
 async def stalled_primary_drill(cluster: LocalCluster, sessions: int = 5, stall_seconds: float = 0.6,
@@ -215,6 +222,7 @@ async def stalled_primary_drill(cluster: LocalCluster, sessions: int = 5, stall_
                     failed += 1
                 await asyncio.sleep(0.01)
 
+        runs_before = scripts_run(primary)
         writers = [asyncio.create_task(converse(sid)) for sid in ids]
         try:
             await asyncio.sleep(0.1)
@@ -233,7 +241,7 @@ async def stalled_primary_drill(cluster: LocalCluster, sessions: int = 5, stall_
             duplicated += len(contents) - len(set(contents))
             lost += sum(f"{sid} turn {number}" not in contents for number in acknowledged[sid])
         return StallReport(len(ids), stall_seconds, socket_timeout, sum(map(len, acknowledged.values())), failed,
-                           lost, duplicated)
+                           lost, duplicated, scripts_run(primary) - runs_before)
     finally:
         await client.aclose()
 
