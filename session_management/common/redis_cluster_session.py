@@ -81,6 +81,8 @@ local clock = redis.call('TIME')
 local now = clock[1]
 local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
 local window = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 and ttl < window then window = ttl end  -- the tokens never outlive the session's own keys
 if redis.call('ZSCORE', KEYS[3], ARGV[3]) then
   -- A retry of an append that already ran: store nothing. One write still happens (the token set's expiry),
   -- so a WAIT that follows on this connection waits for an offset past the first attempt's write.
@@ -97,14 +99,14 @@ for first = 5, #ARGV, 1000 do  -- unpack() is limited to a few thousand values: 
   length = redis.call('RPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 redis.call('HSET', KEYS[1], 'updated_at', now)
-local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 return length
 """
-# KEYS as above. Checked and deleted in one script, so a key of another type is never half-deleted.
+# KEYS as above. Checked and deleted in one script, so a key of another type is never half-deleted. The token
+# set stays until it expires: an append re-sent after the clear still finds its token and stores nothing.
 CLEAR_SCRIPT = CHECK_TYPES + """
 return redis.call('DEL', KEYS[1], KEYS[2])
 """
