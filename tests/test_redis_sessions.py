@@ -167,6 +167,18 @@ async def test_a_lost_reply_does_not_store_the_turn_twice(store: str, client: An
 
 
 @pytest.mark.parametrize("store", ["course_redis", "course_redis_cluster"])
+async def test_a_session_stored_before_the_append_tokens_reads_and_grows(client: Any) -> None:
+    """Sessions written by the store before it kept append tokens have only the hash and the list (the SDK's
+    layout, in hash-tagged keys): the store reads them and appends to them as they are."""
+    session = RedisClusterSession("older", redis_client=client)
+    await client.hset(session.session_key, mapping={"session_id": "older", "created_at": 1, "updated_at": 1})
+    await client.rpush(session.messages_key, '{"role":"user","content":"stored long ago"}')
+    await session.add_items([msg("new")])
+    assert await session.get_items() == [msg("stored long ago"), msg("new")]
+    assert await client.hget(session.session_key, "created_at") in (b"1", "1")
+
+
+@pytest.mark.parametrize("store", ["course_redis", "course_redis_cluster"])
 async def test_a_cancelled_call_still_waiting_for_its_turn_lands(make: Callable[..., Session]) -> None:
     """A started call runs to its end even when cancelled while it waits behind another call on the session."""
     session = make("queued")
