@@ -7,8 +7,8 @@ oldest first, serialized exactly as `RedisSession` does) and makes it work on a 
 
 * **One hash slot per session.** Both keys carry the session id in a hash tag, ``{prefix}:{<id>}`` and
   ``{prefix}:{<id>}:messages``: Redis hashes only the part between the braces, so both keys of a session
-  always live on the same node, and a script may touch both. (An id that itself contains a brace, or is
-  empty, is tagged by its SHA-256 instead, so its braces cannot split the session across slots.)
+  always live on the same node, and a script may touch both. (An id that itself contains a brace, is empty,
+  or is spelled like such a tag, is tagged by its SHA-256 instead: see :func:`hash_tag`.)
 * **Atomic writes.** `add_items` is one Lua script (type checks, then ``RPUSH`` and the hash fields and TTL);
   Redis runs a script alone, so concurrent writers never interleave items and readers never see half a batch.
   `pop_item` is one ``RPOP``; `clear_session` one script that checks types and ``DEL``s both keys.
