@@ -60,8 +60,12 @@ def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHer
     assert "agent: Your name is Ada." in out
     assert "lesson09:{ada}               slot 5938" in out and "lesson09:{ada}:messages      slot 5938" in out
     assert "10 items acknowledged,\n      10 of them lost when the replica took over" in out
-    assert "5 of 5 writes reported NOT replicated" in out and "0 confirmed items lost, 10 re-sent items present" in out
-    assert "10 of 10 conversations took another turn" in out
+    assert "5 of 5 writes reported NOT replicated; the caller" in out
+    assert "0 confirmed items lost, 10 re-sent items present" in out
+    assert "Replica frozen (lagging, still connected), WAIT 1: 5 of 5 writes reported NOT replicated;\n" \
+           "      0 confirmed items lost when it took over" in out
+    assert "15 of 15 conversations took another turn" in out
+    assert "turns acknowledged" in out and ", lost 0; items stored twice: 0" in out
     assert "20 of 20 conversations now live on the new primary" in out
     assert "20 of 20 conversations complete and in order" in out
 
@@ -73,6 +77,15 @@ def test_without_redis_server_one_line_and_exit_2(env: dict[str, str], run_here:
     assert done.stderr.startswith("error: redis-server is not installed")
     assert "apt-get install redis-server" in done.stderr and "brew install redis" in done.stderr
     assert "docker run" in done.stderr and "Traceback" not in done.stderr
+
+
+def test_a_cluster_without_redis_server_names_the_cluster_variable(env: dict[str, str], run_here: RunHere) -> None:
+    env["PATH"] = os.path.dirname(lessons.PYTHON)
+    done = run_here(LESSON, "--database", "redis-cluster", env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: redis-server is not installed, and no Redis is configured "
+                                  "(REDIS_CLUSTER_URL)")
+    assert "REDIS_CLUSTER_URL=redis://127.0.0.1:7001/0" in done.stderr and "REDIS_URL=" not in done.stderr
 
 
 async def test_a_redis_that_does_not_answer_is_one_clear_error() -> None:

@@ -11,7 +11,7 @@ from redis.asyncio.cluster import RedisCluster
 from session_management.common import agent_says, note, show_items, step, user_says
 from session_management.common.redis_cluster_session import RedisClusterSession
 from session_management.common.redis_connect import RedisTarget
-from session_management.common.redis_drills import failover_drill, resharding_drill
+from session_management.common.redis_drills import failover_drill, resharding_drill, stalled_primary_drill
 from session_management.common.redis_servers import LocalCluster
 
 PREFIX = "lesson09"
@@ -58,25 +58,49 @@ async def course_store(agent: Agent, client: RedisCluster) -> None:
 
 async def drills(target: RedisTarget) -> None:
     if not isinstance(target.lab, LocalCluster):
-        step("4-5. Failover and resharding drills")
-        note("Skipped: they crash and add nodes, so they run only on the throwaway cluster the lesson starts.")
+        step("4-6. Failover, stalled-primary and resharding drills")
+        note("Skipped: they crash, freeze and add nodes, so they run only on the throwaway cluster the lesson starts.")
         return
     client = target.client
     assert isinstance(client, RedisCluster)
-    step("4. Failover drill: cut a primary's replication, write, crash it, the replica takes over")
-    report = await failover_drill(target.lab, client)
+    await failover(target.lab, client)
+    await stalled_primary(target.lab)
+    await resharding(target.lab, client)
+
+
+async def failover(lab: LocalCluster, client: RedisCluster) -> None:
+    step("4. Failover drill: a primary dies with writes its replica never got; the replica takes over")
+    report = await failover_drill(lab, client)
     n = report.sessions_per_primary
     note(f"WAIT's cost on a healthy cluster: append {report.append_ms_async:.2f} ms -> "
          f"{report.append_ms_wait:.2f} ms with WAIT 1 (median, x{report.append_ms_wait / report.append_ms_async:.1f})")
-    note(f"Default (asynchronous) replication, {n} conversations: {report.async_acknowledged} items acknowledged,")
+    note(f"Replication link cut, default (asynchronous) replication, {n} conversations: "
+         f"{report.async_acknowledged} items acknowledged,")
     note(f"  {report.async_lost} of them lost when the replica took over ({report.failover_seconds[0]:.1f} s).")
-    note(f"With WAIT 1 (100 ms timeout): {report.wait_refused} of {n} writes reported NOT replicated; the caller")
+    note(f"Replication link cut, WAIT 1 (100 ms timeout): {report.wait_refused} of {n} writes reported NOT "
+         f"replicated; the caller")
     note(f"  re-sent them to the new primary ({report.failover_seconds[1]:.1f} s): "
          f"{report.wait_lost_acknowledged} confirmed items lost, {report.wait_retried_present} re-sent items present.")
-    note(f"{report.continued} of {2 * n} conversations took another turn on the promoted replicas.")
+    note(f"Replica frozen (lagging, still connected), WAIT 1: {report.lagging_refused} of {report.lagging_writes} "
+         f"writes reported NOT replicated;")
+    note(f"  {report.lagging_lost_confirmed} confirmed items lost when it took over "
+         f"({report.failover_seconds[2]:.1f} s).")
+    note(f"{report.continued} of {3 * n} conversations took another turn on the promoted replicas.")
 
-    step("5. Resharding: add a primary, move slots to it while 20 conversations keep writing")
-    reshard = await resharding_drill(target.lab, client)
+
+async def stalled_primary(lab: LocalCluster) -> None:
+    step("5. A stalled primary: frozen longer than the client's socket timeout, while conversations write")
+    report = await stalled_primary_drill(lab)
+    sent = report.turns_acknowledged + report.turns_failed
+    note(f"primary frozen {report.stall_seconds} s, socket timeout {report.socket_timeout} s, "
+         f"{report.sessions} conversations: the client re-sent {report.scripts_run - sent} appends")
+    note(f"turns acknowledged {report.turns_acknowledged}, lost {report.turns_lost}; "
+         f"items stored twice: {report.items_duplicated}")
+
+
+async def resharding(lab: LocalCluster, client: RedisCluster) -> None:
+    step("6. Resharding: add a primary, move slots to it while 20 conversations keep writing")
+    reshard = await resharding_drill(lab, client)
     note(f"moved {reshard.slots_moved} slots ({reshard.keys_moved} keys) in {reshard.seconds:.1f} s; "
          f"{reshard.sessions_on_new_primary} of {reshard.sessions} conversations now live on the new primary")
     note(f"turns acknowledged {reshard.turns_acknowledged}, stored {reshard.turns_present}; "

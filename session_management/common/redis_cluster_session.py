@@ -7,16 +7,23 @@ oldest first, serialized exactly as `RedisSession` does) and makes it work on a 
 
 * **One hash slot per session.** Both keys carry the session id in a hash tag, ``{prefix}:{<id>}`` and
   ``{prefix}:{<id>}:messages``: Redis hashes only the part between the braces, so both keys of a session
-  always live on the same node, and a script may touch both. (An id that itself contains a brace, or is
-  empty, is tagged by its SHA-256 instead, so its braces cannot split the session across slots.)
+  always live on the same node, and a script may touch both. (An id that itself contains a brace, is empty,
+  or is spelled like such a tag, is tagged by its SHA-256 instead: see :func:`hash_tag`.)
 * **Atomic writes.** `add_items` is one Lua script (type checks, then ``RPUSH`` and the hash fields and TTL);
   Redis runs a script alone, so concurrent writers never interleave items and readers never see half a batch.
   `pop_item` is one ``RPOP``; `clear_session` one script that checks types and ``DEL``s both keys.
+* **Exactly once under retries.** redis-py re-sends a command after a timeout or a dropped connection, when
+  the first attempt may well have run. Each `add_items` call carries a random token; the script records it
+  (a sorted set ``{prefix}:{<id>}:appends``, same slot, entries kept :data:`RETRY_WINDOW_MS`) and stores
+  nothing for a token it has seen.
 * **Optional durability check.** ``min_replicas=1`` makes every write wait (``WAIT``) until a replica has it,
-  and raise :class:`NotReplicatedError` when none confirms in time: see lesson 09's failover drill.
+  and raise :class:`NotReplicatedError` when none confirms in time: see lesson 09's failover drill. ``WAIT``
+  counts only the writes of the connection it is sent on, so the write and its ``WAIT`` go out back to back
+  on one connection (:meth:`RedisClusterSession._on_one_connection`).
 
-Like the SDK's store, a write that has been sent finishes even when the caller is cancelled (then the
-cancellation is raised), and items that are not valid JSON are skipped by `get_items`/`pop_item`.
+A write runs to its end once called, even when the caller is cancelled meanwhile, also while it still waits
+for its turn (then the cancellation is raised). Items that are not valid JSON are skipped by
+`get_items`/`pop_item`.
 """
 
 from __future__ import annotations
@@ -25,15 +32,28 @@ import asyncio
 import contextlib
 import hashlib
 import json
+import re
+import uuid
 import weakref
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
 from agents.items import TResponseInputItem
 from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 from redis.asyncio import Redis
-from redis.asyncio.cluster import RedisCluster
+from redis.asyncio.cluster import PipelineCommand, RedisCluster
+from redis.exceptions import (
+    AskError,
+    ClusterDownError,
+    ClusterError,
+    MovedError,
+    RedisError,
+    SlotNotCoveredError,
+    TryAgainError,
+)
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 _T = TypeVar("_T")
 
@@ -46,24 +66,47 @@ if (t1 ~= 'none' and t1 ~= 'hash') or (t2 ~= 'none' and t2 ~= 'list') then
   return redis.error_reply('WRONGTYPE session keys hold another data type')
 end
 """
-# KEYS[1] session hash, KEYS[2] item list; ARGV[1] session id, ARGV[2] TTL in ms (0 = none), ARGV[3..] items.
+# How long an append's token is remembered: far longer than redis-py's retries of one call (seconds), so a
+# re-sent script finds it; short enough that the set stays small (one entry per append in the window).
+RETRY_WINDOW_MS = 10 * 60 * 1000
+# KEYS[1] session hash, KEYS[2] item list, KEYS[3] recent append tokens (sorted set, score = server time in ms);
+# ARGV[1] session id, ARGV[2] TTL in ms (0 = none), ARGV[3] this append's token, ARGV[4] RETRY_WINDOW_MS,
+# ARGV[5..] items.
 APPEND_SCRIPT = CHECK_TYPES + """
-local now = redis.call('TIME')[1]
+local t3 = redis.call('TYPE', KEYS[3])['ok']
+if t3 ~= 'none' and t3 ~= 'zset' then
+  return redis.error_reply('WRONGTYPE session keys hold another data type')
+end
+local clock = redis.call('TIME')
+local now = clock[1]
+local now_ms = tonumber(clock[1]) * 1000 + math.floor(tonumber(clock[2]) / 1000)
+local window = tonumber(ARGV[4])
+local ttl = tonumber(ARGV[2])
+if ttl > 0 and ttl < window then window = ttl end  -- the tokens never outlive the session's own keys
+if redis.call('ZSCORE', KEYS[3], ARGV[3]) then
+  -- A retry of an append that already ran: store nothing. One write still happens (the token set's expiry),
+  -- so a WAIT that follows on this connection waits for an offset past the first attempt's write.
+  redis.call('PEXPIRE', KEYS[3], window)
+  return redis.call('LLEN', KEYS[2])
+end
+redis.call('ZREMRANGEBYSCORE', KEYS[3], '-inf', now_ms - window)
+redis.call('ZADD', KEYS[3], now_ms, ARGV[3])
+redis.call('PEXPIRE', KEYS[3], window)
 redis.call('HSET', KEYS[1], 'session_id', ARGV[1])
 redis.call('HSETNX', KEYS[1], 'created_at', now)
 local length = 0
-for first = 3, #ARGV, 1000 do  -- unpack() is limited to a few thousand values: push in chunks, still atomic
+for first = 5, #ARGV, 1000 do  -- unpack() is limited to a few thousand values: push in chunks, still atomic
   length = redis.call('RPUSH', KEYS[2], unpack(ARGV, first, math.min(first + 999, #ARGV)))
 end
 redis.call('HSET', KEYS[1], 'updated_at', now)
-local ttl = tonumber(ARGV[2])
 if ttl > 0 then
   redis.call('PEXPIRE', KEYS[1], ttl)
   redis.call('PEXPIRE', KEYS[2], ttl)
 end
 return length
 """
-# KEYS as above. Checked and deleted in one script, so a key of another type is never half-deleted.
+# KEYS as above. Checked and deleted in one script, so a key of another type is never half-deleted. The token
+# set stays until it expires: an append re-sent after the clear still finds its token and stores nothing.
 CLEAR_SCRIPT = CHECK_TYPES + """
 return redis.call('DEL', KEYS[1], KEYS[2])
 """
@@ -93,9 +136,18 @@ class NotReplicatedError(Exception):
     """The write is on the primary, but no replica confirmed it in time: a failover now would lose it."""
 
 
+_HASHED = re.compile(r"sha256-[0-9a-f]{64}")
+
+
 def hash_tag(session_id: str) -> str:
-    """The part of the keys Redis hashes: the id itself when it is brace-free and non-empty."""
-    if session_id and "{" not in session_id and "}" not in session_id:
+    """The part of the keys Redis hashes: the id itself when it is brace-free and non-empty.
+
+    Any other id is tagged ``sha256-<its SHA-256>``. An id that already has that exact form is hashed too, so
+    no plain id can equal another id's hashed tag (``sha256-<hash of "{alice}">`` and ``{alice}`` are two
+    sessions). Every other id keeps the keys it had. Before this rule, an id of that form shared its keys
+    with the braced id, so whatever is stored there belongs to the braced id, which still reads it.
+    """
+    if session_id and "{" not in session_id and "}" not in session_id and not _HASHED.fullmatch(session_id):
         return session_id
     return "sha256-" + hashlib.sha256(session_id.encode()).hexdigest()
 
@@ -144,6 +196,7 @@ class RedisClusterSession(SessionABC):
         self._min_replicas, self._replica_timeout_ms = min_replicas, replica_timeout_ms
         self.session_key = f"{key_prefix}:{{{hash_tag(session_id)}}}"
         self.messages_key = f"{self.session_key}:messages"
+        self.tokens_key = f"{self.session_key}:appends"  # recent append tokens: a re-sent append stores nothing
         self._lock = asyncio.Lock()  # one operation at a time per object, as the SDK's stores do
 
     @classmethod
@@ -188,52 +241,121 @@ class RedisClusterSession(SessionABC):
                 window *= 2
 
     # -- writing ------------------------------------------------------------------------------------------------
-    async def _confirm_replicated(self) -> None:
-        if self._min_replicas <= 0:
-            return
-        # WAIT runs on the connection that made the write: the node that owns this session's slot.
-        if isinstance(self._redis, RedisCluster):
-            node = self._redis.get_node_from_key(self.messages_key)
-            acked = await self._redis.execute_command("WAIT", self._min_replicas, self._replica_timeout_ms,
-                                                      target_nodes=node)
-        else:
-            acked = await self._redis.execute_command("WAIT", self._min_replicas, self._replica_timeout_ms)
-        if int(acked) < self._min_replicas:
+    async def _serialized(self, operation: Callable[[], Awaitable[_T]]) -> _T:
+        async with self._lock, _gate(self._redis):
+            return await operation()
+
+    def _wait_command(self) -> list[tuple[Any, ...]]:
+        return [("WAIT", self._min_replicas, self._replica_timeout_ms)] if self._min_replicas > 0 else []
+
+    def _check_replicated(self, reply: Any) -> None:
+        """*reply* is WAIT's answer (or the error it got): raise NotReplicatedError unless enough replicas have it."""
+        if isinstance(reply, Exception):  # e.g. the primary was demoted meanwhile ("UNBLOCKED ..."): unknown
             raise NotReplicatedError(
-                f"session {self.session_id!r}: {acked} of {self._min_replicas} replicas confirmed the write "
+                f"session {self.session_id!r}: the write is on the primary, but WAIT failed "
+                f"({type(reply).__name__}: {reply}); no replica is known to have it") from reply
+        if int(reply) < self._min_replicas:
+            raise NotReplicatedError(
+                f"session {self.session_id!r}: {reply} of {self._min_replicas} replicas confirmed the write "
                 f"within {self._replica_timeout_ms} ms; it is on the primary only")
+
+    async def _on_one_connection(self, commands: Sequence[tuple[Any, ...]]) -> list[Any]:
+        """Send *commands* back to back on ONE connection to the session's primary; their replies, errors included.
+
+        ``WAIT`` counts the writes of the connection it arrives on. redis-py's cluster client takes a pooled
+        connection per command (they rotate), so a separate ``WAIT`` usually lands on another connection and
+        answers at once for writes it never made. Here the batch goes out on one connection; a redirect
+        (``MOVED``/``ASK``/``TRYAGAIN``) of the first command re-sends the whole batch to the right node, and a
+        dropped connection or timeout re-sends it under the client's retry policy (safe: writes are idempotent
+        by token, and a re-sent one still writes, so its ``WAIT`` covers the first attempt).
+        """
+        client = self._redis
+        if not isinstance(client, RedisCluster):
+            async with client.pipeline(transaction=False) as pipe:  # one connection, re-sent whole on errors
+                for command in commands:
+                    pipe.execute_command(*command)
+                return list(await pipe.execute(raise_on_error=False))
+
+        async def attempt() -> list[Any]:
+            asking = None
+            for _ in range(client.RedisClusterRequestTTL):
+                if client._initialize:  # a failed attempt asked for a fresh slot map, as redis-py itself does
+                    try:
+                        await client.initialize()
+                    except RedisError as error:  # retried like a dropped connection
+                        raise RedisConnectionError(f"re-reading the cluster's slot map failed: {error}") from error
+                try:
+                    node = asking or client.get_node_from_key(self.messages_key)
+                except SlotNotCoveredError as error:
+                    client._initialize = True
+                    raise RedisConnectionError(str(error)) from error
+                batch = [PipelineCommand(n, *c) for n, c in enumerate(([("ASKING",)] if asking else []) + [*commands])]
+                await node.execute_pipeline(batch)
+                replies = [command.result for command in batch[1 if asking else 0:]]
+                first, asking = replies[0], None
+                if isinstance(first, (RedisConnectionError, RedisTimeoutError)):
+                    raise first
+                if isinstance(first, MovedError):
+                    await client.nodes_manager.move_slot(first)
+                elif isinstance(first, AskError):
+                    asking = client.get_node(host=first.host, port=first.port)
+                    if asking is None:
+                        await client.nodes_manager.initialize()  # a node added a moment ago
+                        asking = client.get_node(host=first.host, port=first.port)
+                elif isinstance(first, TryAgainError):
+                    await asyncio.sleep(0.05)
+                elif isinstance(first, (ClusterDownError, SlotNotCoveredError)):
+                    await asyncio.sleep(0.25)
+                    client._initialize = True
+                else:
+                    return replies
+            raise ClusterError("TTL exhausted: redirected too many times")
+
+        async def failed(_: Exception) -> None:
+            client._initialize = True
+
+        return await client.retry.call_with_retry(attempt, failed)
 
     async def add_items(self, items: list[TResponseInputItem]) -> None:
         if not items:
             return
         data = [json.dumps(item, separators=(",", ":")) for item in items]  # TypeError before any write
+        token = uuid.uuid4().hex  # the same for every re-send of this call
 
         async def write() -> None:
-            await self._redis.eval(APPEND_SCRIPT, 2, self.session_key, self.messages_key,
-                                   self.session_id, self._ttl_ms, *data)
-            await self._confirm_replicated()
+            append = ("EVAL", APPEND_SCRIPT, 3, self.session_key, self.messages_key, self.tokens_key,
+                      self.session_id, self._ttl_ms, token, RETRY_WINDOW_MS, *data)
+            replies = await self._on_one_connection([append, *self._wait_command()])
+            if isinstance(replies[0], Exception):
+                raise replies[0]
+            if self._min_replicas > 0:
+                self._check_replicated(replies[1])
 
-        async with self._lock, _gate(self._redis):
-            await finish_then_raise_cancel(write())
+        await finish_then_raise_cancel(self._serialized(write))
 
     async def pop_item(self) -> TResponseInputItem | None:
         async def pop() -> TResponseInputItem | None:
             while True:
-                raw = await self._redis.rpop(self.messages_key)
-                if raw is None:
+                replies = await self._on_one_connection([("RPOP", self.messages_key), *self._wait_command()])
+                if isinstance(replies[0], Exception):
+                    raise replies[0]
+                if replies[0] is None:
                     return None
-                items = self._decode([raw])
+                items = self._decode([replies[0]])
                 if items:
-                    await self._confirm_replicated()
+                    if self._min_replicas > 0:
+                        self._check_replicated(replies[1])
                     return items[0]
 
-        async with self._lock, _gate(self._redis):
-            return await finish_then_raise_cancel(pop())
+        return await finish_then_raise_cancel(self._serialized(pop))
 
     async def clear_session(self) -> None:
         async def clear() -> None:
-            await self._redis.eval(CLEAR_SCRIPT, 2, self.session_key, self.messages_key)
-            await self._confirm_replicated()
+            replies = await self._on_one_connection(
+                [("EVAL", CLEAR_SCRIPT, 2, self.session_key, self.messages_key), *self._wait_command()])
+            if isinstance(replies[0], Exception):
+                raise replies[0]
+            if self._min_replicas > 0:
+                self._check_replicated(replies[1])
 
-        async with self._lock, _gate(self._redis):
-            await finish_then_raise_cancel(clear())
+        await finish_then_raise_cancel(self._serialized(clear))

@@ -1,7 +1,9 @@
-"""Fault drills on a throwaway Redis Cluster (:class:`LocalCluster`): a failover and a resharding under load.
+"""Fault drills on a throwaway Redis Cluster (:class:`LocalCluster`): failovers (a cut replication link, a
+lagging replica), a stalled primary, and a resharding under load.
 
-Lesson 09 narrates them; the tests assert their exact counts. Both work on conversations stored with
-:class:`RedisClusterSession`, one "turn" being a user message and an answer appended together.
+Lesson 09 narrates them (details: its DRILLS.md); the tests assert their exact counts. All work on
+conversations stored with :class:`RedisClusterSession`, one "turn" being a user message and an answer appended
+together.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ from dataclasses import dataclass
 
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
+from redis.exceptions import RedisError
 
-from .redis_cluster_session import NotReplicatedError, RedisClusterSession
+from .redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
+from .redis_connect import cluster_client
 from .redis_servers import LocalCluster, RedisServer
 
 
@@ -48,6 +52,9 @@ class FailoverReport:
     wait_refused: int  # writes that WAIT reported as not replicated (the caller was told)
     wait_lost_acknowledged: int  # acknowledged-and-confirmed items missing after the failover
     wait_retried_present: int  # refused items present after the caller re-sent them to the new primary
+    lagging_writes: int  # writes (one turn each) made while the replica was frozen, all at once
+    lagging_refused: int  # ... that WAIT reported as not replicated
+    lagging_lost_confirmed: int  # items of confirmed writes missing after the lagging replica took over
     failover_seconds: list[float]
     continued: int  # sessions that took another turn after the failovers
 
@@ -61,20 +68,63 @@ async def median_append_ms(session: RedisClusterSession, rounds: int) -> float:
     return statistics.median(latencies)
 
 
+async def fill_replication_link(primary: RedisServer, session_id: str, megabytes: int) -> None:
+    """Write *megabytes* of filler to the session's primary, on a connection of its own: more than the sockets to
+    a frozen replica can hold (a few MB on loopback), so what is written next waits in the primary's memory,
+    not in the replica's socket, and is lost if the primary dies."""
+    key = f"drill-filler:{{{hash_tag(session_id)}}}"
+    async with Redis(port=primary.port) as direct:
+        for _ in range(megabytes):
+            await direct.append(key, b"x" * 1_000_000)
+        await direct.delete(key)
+
+
+async def lagging_failover(cluster: LocalCluster, client: RedisCluster, primary: RedisServer,
+                           safe: dict[str, RedisClusterSession], filler_mb: int) -> tuple[int, int, float]:
+    """Freeze the replica (SIGSTOP: connected, silent), write a turn to every session at once with WAIT, crash
+    the primary, thaw the replica so it takes over. Returns (refused writes, confirmed items lost, seconds)."""
+    replica = cluster.replica_of(primary)
+    ids = list(safe)
+    # A busy application's client holds more connections than it has writers at any moment: read every
+    # conversation twice at once first, so the client has more connections to the primary than this burst.
+    await asyncio.gather(*(RedisClusterSession(sid, redis_client=client).get_items() for sid in ids * 2))
+    replica.freeze()
+    try:
+        await fill_replication_link(primary, ids[0], filler_mb)
+        results = await asyncio.gather(*(safe[sid].add_items(turn(sid, 2)) for sid in ids), return_exceptions=True)
+        cluster.crash(primary)
+    finally:
+        replica.thaw()
+    for result in results:
+        if isinstance(result, BaseException) and not isinstance(result, NotReplicatedError):
+            raise result
+    seconds = await asyncio.to_thread(cluster.wait_promoted, replica)
+    refused = {sid for sid, result in zip(ids, results, strict=True) if isinstance(result, NotReplicatedError)}
+    have = {sid: await safe[sid].get_items() for sid in ids}
+    lost_confirmed = sum(2 for sid in ids if sid not in refused and len(have[sid]) < 4)
+    for sid in refused:  # not safe, so re-sent where missing, as in the cut-link case; without WAIT: the new
+        if len(have[sid]) == 2:  # primary has no replica yet, so every min_replicas=1 write would be refused
+            await RedisClusterSession(sid, redis_client=client).add_items(turn(sid, 2))
+    return len(refused), lost_confirmed, seconds
+
+
 async def failover_drill(cluster: LocalCluster, client: RedisCluster, sessions: int = 5,
-                         rounds: int = 200) -> FailoverReport:
+                         rounds: int = 200, filler_mb: int = 24) -> FailoverReport:
     """Cut a primary's replication link, write, crash the primary, let its replica take over: what is lost?
 
     Done twice: once with Redis's default asynchronous replication (acknowledged writes are lost), once with
     ``WAIT`` (the same writes are reported as not replicated, so the caller re-sends them after the failover).
+    Then a third primary's replica is frozen rather than cut off (it lags, still connected), and conversations
+    write at once with ``WAIT``: none may be confirmed, since the replica has none of them.
     """
-    primary_a, primary_b = cluster.primaries_now()[:2]
+    primary_a, primary_b, primary_c = cluster.primaries_now()[:3]
     ids_a = await sessions_on(client, primary_a, cluster, sessions, "failover-async")
     ids_b = await sessions_on(client, primary_b, cluster, sessions, "failover-wait")
-    plain = {sid: RedisClusterSession(sid, redis_client=client) for sid in ids_a + ids_b}
+    ids_c = await sessions_on(client, primary_c, cluster, sessions, "failover-lag")
+    plain = {sid: RedisClusterSession(sid, redis_client=client) for sid in ids_a + ids_b + ids_c}
     safe = {sid: RedisClusterSession(sid, redis_client=client, min_replicas=1, replica_timeout_ms=100)
-            for sid in ids_a + ids_b}
-    for sid in ids_a + ids_b:
+            for sid in ids_a + ids_b + ids_c}
+    for sid in ids_a + ids_b + ids_c:
         await plain[sid].clear_session()
         await safe[sid].add_items(turn(sid, 1))  # turn 1 is on both copies
 
@@ -112,13 +162,88 @@ async def failover_drill(cluster: LocalCluster, client: RedisCluster, sessions: 
             await plain[sid].add_items(turn(sid, 2))
     retried = sum([len(await plain[sid].get_items()) - 2 for sid in refused])
 
-    # 3. Conversations continue on the promoted replicas.
+    # 3. A lagging replica: frozen, still connected. WAIT must not confirm what it does not have.
+    lag_refused, lag_lost, lag_seconds = await lagging_failover(cluster, client, primary_c,
+                                                                {sid: safe[sid] for sid in ids_c}, filler_mb)
+    seconds.append(lag_seconds)
+
+    # 4. Conversations continue on the promoted replicas.
     continued = 0
-    for sid in ids_a + ids_b:
+    for sid in ids_a + ids_b + ids_c:
         await plain[sid].add_items(turn(sid, 3))
         continued += (await plain[sid].get_items(limit=1))[0]["content"] == "noted turn 3"
     return FailoverReport(len(ids_a), async_ms, wait_ms, acknowledged, lost, len(refused), lost_confirmed,
-                          retried, seconds, continued)
+                          retried, len(ids_c), lag_refused, lag_lost, seconds, continued)
+
+
+@dataclass
+class StallReport:
+    sessions: int
+    stall_seconds: float
+    socket_timeout: float
+    turns_acknowledged: int
+    turns_failed: int  # add_items raised (the client gave up): such a turn may or may not be stored
+    turns_lost: int  # acknowledged turns missing
+    items_duplicated: int  # items stored more than once
+    scripts_run: int  # append scripts the primary ran: more than the turns sent means the client re-sent some
+
+
+def scripts_run(server: RedisServer) -> int:
+    """How many EVAL commands the server has run (INFO commandstats)."""
+    with server.client() as client:
+        return int(client.info("commandstats").get("cmdstat_eval", {}).get("calls", 0))
+
+
+async def stalled_primary_drill(cluster: LocalCluster, sessions: int = 5, stall_seconds: float = 0.6,
+                                socket_timeout: float = 0.2) -> StallReport:
+    """Freeze a primary (SIGSTOP) for longer than the client's socket timeout, shorter than a failover, while
+    conversations write. The client times out and re-sends; the frozen server still holds the first sends in
+    its socket and runs them all when it resumes. Counts acknowledged turns stored twice (or lost)."""
+    client = cluster_client(cluster.url, socket_timeout=socket_timeout, socket_connect_timeout=socket_timeout)
+    try:
+        primary = cluster.primaries_now()[0]
+        ids = await sessions_on(client, primary, cluster, sessions, "stall")
+        stores = {sid: RedisClusterSession(sid, redis_client=client) for sid in ids}
+        for store in stores.values():
+            await store.clear_session()
+        acknowledged: dict[str, list[int]] = {sid: [] for sid in ids}
+        failed = 0
+        stop = asyncio.Event()
+
+        async def converse(sid: str) -> None:
+            nonlocal failed
+            number = 0
+            while not stop.is_set():
+                number += 1
+                try:
+                    await stores[sid].add_items(turn(sid, number))
+                    acknowledged[sid].append(number)
+                except RedisError:
+                    failed += 1
+                await asyncio.sleep(0.01)
+
+        runs_before = scripts_run(primary)
+        writers = [asyncio.create_task(converse(sid)) for sid in ids]
+        try:
+            await asyncio.sleep(0.1)
+            primary.freeze()
+            try:
+                await asyncio.sleep(stall_seconds)
+            finally:
+                primary.thaw()
+            await asyncio.sleep(0.3)
+        finally:
+            stop.set()
+            await asyncio.gather(*writers)
+        lost = duplicated = 0
+        for sid in ids:
+            contents = [item["content"] for item in await stores[sid].get_items()]
+            duplicated += len(contents) - len(set(contents))
+            lost += sum(f"{sid} turn {number}" not in contents for number in acknowledged[sid])
+        return StallReport(len(ids), stall_seconds, socket_timeout, sum(map(len, acknowledged.values())), failed,
+                           lost, duplicated, scripts_run(primary) - runs_before)
+    finally:
+        await client.aclose()
 
 
 @dataclass

@@ -24,15 +24,18 @@ from .errors import CourseError
 
 SLOTS = 16384
 REPLICATION_USER, REPLICATION_PASSWORD = "replication", "course-replication"
-INSTALL_HINT = ("install it: apt-get install redis-server (Debian/Ubuntu), brew install redis (macOS), "
-                "or run one with docker run -d -p 6379:6379 redis:7 and set REDIS_URL=redis://127.0.0.1:6379/0")
+INSTALL = "install it: apt-get install redis-server (Debian/Ubuntu), brew install redis (macOS), "
+INSTALL_HINT = INSTALL + "or run one with docker run -d -p 6379:6379 redis:7 and set REDIS_URL=redis://127.0.0.1:6379/0"
+CLUSTER_INSTALL_HINT = INSTALL + ("or run one with docker compose up -d redis-cluster and set "
+                                  "REDIS_CLUSTER_URL=redis://127.0.0.1:7001/0")
 
 
-def redis_server_binary() -> str:
-    """The path of `redis-server`, or a CourseError that says how to get one."""
+def redis_server_binary(*, cluster: bool = False) -> str:
+    """The path of `redis-server`, or a CourseError that says how to get one (a cluster: REDIS_CLUSTER_URL)."""
     path = shutil.which("redis-server")
     if path is None:
-        raise CourseError("redis-server is not installed, and no Redis is configured (REDIS_URL).", INSTALL_HINT)
+        variable, hint = ("REDIS_CLUSTER_URL", CLUSTER_INSTALL_HINT) if cluster else ("REDIS_URL", INSTALL_HINT)
+        raise CourseError(f"redis-server is not installed, and no Redis is configured ({variable}).", hint)
     return path
 
 
@@ -104,12 +107,23 @@ class RedisServer:
         if self.process is None:
             return
         self.process.send_signal(signal.SIGKILL if crash else signal.SIGTERM)
+        self.process.send_signal(signal.SIGCONT)  # a frozen process cannot act on SIGTERM
         try:
             self.process.wait(15)
         except subprocess.TimeoutExpired:
             self.process.kill()
             self.process.wait()
         self.process = None
+
+    def freeze(self) -> None:
+        """SIGSTOP: the process keeps its sockets but answers nothing (a long pause, a stalled VM)."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """SIGCONT: the process resumes and reads what waited in its sockets."""
+        if self.process is not None:
+            self.process.send_signal(signal.SIGCONT)
 
     def restart(self, *, crash: bool = False) -> None:
         self.stop(crash=crash)
@@ -180,7 +194,7 @@ class LocalCluster:
         return node
 
     def start(self) -> None:
-        redis_server_binary()
+        redis_server_binary(cluster=True)
         total = self.primaries * (1 + self.replicas_per_primary)
         for _ in range(total):
             self.new_node()
@@ -209,7 +223,9 @@ class LocalCluster:
             for node in live:
                 with node.client() as client:
                     table = client.execute_command("CLUSTER", "NODES").strip().splitlines()
-                    if sum("fail" not in line.split()[2] for line in table) < len(live):
+                    # a node still in "handshake" is listed under a temporary id: not known yet
+                    if sum("fail" not in line.split()[2] and "handshake" not in line.split()[2]
+                           for line in table) < len(live):
                         return False
             return True
 
