@@ -138,3 +138,34 @@ def refuse_unrecorded_tables(connection: Connection, tables: list[str], revision
         f"course's helper or lesson 05 made them). Adopt them: `alembic stamp {newest}` records that revision "
         f"without running it, then `alembic upgrade head` runs only what is newer."
     )
+
+
+DROP_DATA_FLAG = "drop_data"
+
+
+def refuse_dropping_rows(connection: Connection, tables: list[str], revision: str) -> None:
+    """In a downgrade: stop, naming what would be lost, when *tables* still hold rows.
+
+    Dropping lesson 05's ``conversations`` deletes every user's list of conversations and their titles; dropping
+    the SDK's tables deletes every conversation. A downgrade that does that silently is one typo (``-1`` for
+    ``-2``) away from an outage, so it needs the flag: ``-x drop_data=yes`` on the command line, or
+    ``config.attributes["drop_data"] = True`` from Python. Empty tables go without asking.
+    """
+    from alembic import context  # local: only migrations need Alembic
+    from alembic.util import CommandError
+
+    inspector = inspect(connection)
+    counts = {table: int(connection.scalar(sql_text(f"SELECT COUNT(*) FROM {table}")) or 0)
+              for table in tables if inspector.has_table(table)}
+    losing = {table: rows for table, rows in counts.items() if rows}
+    if not losing:
+        return
+    flag = context.get_x_argument(as_dictionary=True).get(DROP_DATA_FLAG, "")
+    if flag.lower() in ("yes", "1", "true") or context.config.attributes.get(DROP_DATA_FLAG) is True:
+        return
+    what = ", ".join(f"{table} ({rows:,} rows)" for table, rows in losing.items())
+    raise CommandError(
+        f"downgrading revision {revision} would drop {what}; stopped before dropping anything in it. Back the "
+        f"rows up first; then, to drop them, run the downgrade again with -x {DROP_DATA_FLAG}=yes "
+        f"(from Python: config.attributes[{DROP_DATA_FLAG!r}] = True)."
+    )

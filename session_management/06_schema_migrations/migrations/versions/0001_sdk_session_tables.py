@@ -17,7 +17,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-from session_management.common.schema import refuse_unrecorded_tables
+from session_management.common.schema import refuse_dropping_rows, refuse_unrecorded_tables
 
 revision: str = "0001"
 down_revision: str | None = None
@@ -64,6 +64,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_dropping_rows(op.get_bind(), ["agent_sessions", "agent_messages"], revision)  # unless -x drop_data=yes
     # Dropping the table drops its index; MySQL refuses to drop that index alone (the foreign key needs it).
     op.drop_table("agent_messages")
     op.drop_table("agent_sessions")

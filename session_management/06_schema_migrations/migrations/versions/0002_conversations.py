@@ -13,7 +13,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-from session_management.common.schema import refuse_unrecorded_tables
+from session_management.common.schema import refuse_dropping_rows, refuse_unrecorded_tables
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -38,5 +38,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_dropping_rows(op.get_bind(), ["conversations"], revision)  # unless -x drop_data=yes
     op.drop_index("idx_conversations_owner_updated", table_name="conversations")
     op.drop_table("conversations")
