@@ -30,6 +30,7 @@ from session_management.common import CourseError
 from .cli import build_parser
 from .commands import COMMANDS
 from .demo import demo
+from .output import safe_console, visible
 
 
 async def dispatch(args: argparse.Namespace) -> None:
@@ -40,14 +41,16 @@ async def dispatch(args: argparse.Namespace) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    safe_console()
     args = build_parser().parse_args(argv)
     try:
         asyncio.run(dispatch(args))
     except CourseError as error:
-        print(f"error: {error}", file=sys.stderr)  # one line, as every lesson prints it (common/cli.py)
+        # one line, as every lesson prints it (common/cli.py); ids and paths in it are escaped
+        print(f"error: {visible(str(error))}", file=sys.stderr)
         return 2
     except SQLAlchemyError as error:
-        print(f"error: the database refused: {str(error).splitlines()[0]}", file=sys.stderr)
+        print(f"error: the database refused: {visible(str(error).splitlines()[0])}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

@@ -14,7 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from session_management.common import CourseError
 
-from .output import Progress, print_json, show_progress
+from .output import Progress, print_json, say, show_progress
 from .store import BATCH, connect, messages, require_session, sessions
 
 HEADER_KEY = "agents_session_export"  # marks the first line; no SDK item has this key
@@ -64,7 +64,7 @@ async def cmd_export(args: argparse.Namespace) -> None:
         if args.json:
             print_json({"session_id": args.session_id, "items": written, "output": args.output})
         else:
-            print(f"exported {written} items of {args.session_id!r} to {args.output}")
+            say(f"exported {written} items of {args.session_id!r} to {args.output}")
 
 
 def read_export(path: str) -> tuple[dict[str, str] | None, list[str]]:
@@ -137,4 +137,4 @@ async def cmd_import(args: argparse.Namespace) -> None:
     if args.json:
         print_json({"session_id": args.session_id, "items": len(lines), "file": args.file})
     else:
-        print(f"imported {len(lines)} items from {args.file} into session {args.session_id!r}")
+        say(f"imported {len(lines)} items from {args.file} into session {args.session_id!r}")
