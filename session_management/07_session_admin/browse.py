@@ -60,29 +60,38 @@ async def cmd_list(args: argparse.Namespace) -> None:
 
 
 async def cmd_show(args: argparse.Namespace) -> None:
+    """One or several sessions in one process and one connection (a loop of `show` processes would pay the
+    SDK's import, about 4 s, for each)."""
+    shown = []
     async with connect(args.database) as connection:
-        session = await require_session(connection, args.session_id)
-        rows = (await connection.execute(
-            select(messages.c.id, messages.c.message_data, messages.c.created_at)
-            .where(messages.c.session_id == args.session_id)
-            .order_by(messages.c.created_at, messages.c.id)  # the SDK's own order
-        )).all()
-    items = [decode(row.message_data) for row in rows]
+        for session_id in dict.fromkeys(args.session_ids):  # each once, in the order given
+            session = await require_session(connection, session_id)
+            rows = (await connection.execute(
+                select(messages.c.id, messages.c.message_data, messages.c.created_at)
+                .where(messages.c.session_id == session_id)
+                .order_by(messages.c.created_at, messages.c.id)  # the SDK's own order
+            )).all()
+            shown.append((session_id, session, rows))
+    documents = []
+    for session_id, session, rows in shown:
+        items = [decode(row.message_data) for row in rows]
+        if args.json:
+            documents.append({"session_id": session_id, "first_activity": stamp(session.created_at),
+                              "last_activity": stamp(session.updated_at),
+                              "items": [{"undecodable_row_id": row.id} if item is UNDECODABLE else item
+                                        for row, item in zip(rows, items, strict=True)]})
+            continue
+        say(f"session {session_id!r}: {len(items)} items, {stamp(session.created_at)} .. {stamp(session.updated_at)}")
+        for number, (row, item) in enumerate(zip(rows, items, strict=True), start=1):
+            if item is UNDECODABLE:
+                text = f"[row {row.id} is not JSON: the SDK skips it]"
+            elif not isinstance(item, dict):
+                text = f"[row {row.id} is JSON {shorten(row.message_data)}, not a session item]"
+            else:
+                text = shorten(readable(item, row.message_data))
+            say(f"{number:>4}. {stamp(row.created_at)}  {text}")  # escaped: stored text never drives the terminal
     if args.json:
-        print_json({"session_id": args.session_id, "first_activity": stamp(session.created_at),
-                    "last_activity": stamp(session.updated_at),
-                    "items": [{"undecodable_row_id": row.id} if item is UNDECODABLE else item
-                              for row, item in zip(rows, items, strict=True)]})
-        return
-    say(f"session {args.session_id!r}: {len(items)} items, {stamp(session.created_at)} .. {stamp(session.updated_at)}")
-    for number, (row, item) in enumerate(zip(rows, items, strict=True), start=1):
-        if item is UNDECODABLE:
-            text = f"[row {row.id} is not JSON: the SDK skips it]"
-        elif not isinstance(item, dict):
-            text = f"[row {row.id} is JSON {shorten(json.dumps(item))}, not a session item]"
-        else:
-            text = shorten(item_line(item))
-        say(f"{number:>4}. {stamp(row.created_at)}  {text}")  # stored text is escaped: it never drives the terminal
+        print_json(documents[0] if len(documents) == 1 else {"sessions": documents})
 
 
 UNDECODABLE = object()
@@ -95,6 +104,13 @@ def decode(data: str) -> Any:
         return json.loads(data)
     except (json.JSONDecodeError, TypeError, RecursionError):  # RecursionError: JSON nested thousands deep
         return UNDECODABLE
+
+
+def readable(item: dict[str, Any], data: str) -> str:
+    try:
+        return item_line(item)
+    except RecursionError:  # content nested too deep to format: the stored text as it is
+        return data
 
 
 def shorten(text: str) -> str:
