@@ -112,7 +112,10 @@ async def require_sessions(connection: AsyncConnection, session_ids: list[str]) 
 async def write_export(connection: AsyncConnection, query: Select[Any], out: TextIO, several: bool,
                        progress: Progress) -> tuple[int, int]:
     """Stream *query*'s rows into *out*; refuse a row an import could not read back (the file is then removed)."""
-    ordered = query.order_by(sessions.c.session_id, messages.c.created_at, messages.c.id)
+    # Sessions in byte order on every database (PostgreSQL's default collation sorts by language rules), so
+    # the same sessions make the same file wherever they are exported from.
+    by_id = sessions.c.session_id.collate("C") if connection.dialect.name == "postgresql" else sessions.c.session_id
+    ordered = query.order_by(by_id, messages.c.created_at, messages.c.id)
     result = await connection.stream(ordered.execution_options(yield_per=STREAM_ROWS))
     current, session_count, item_count = None, 0, 0
     async for partition in result.partitions(STREAM_ROWS):
@@ -261,6 +264,7 @@ async def refuse_existing(connection: AsyncConnection, ids: list[str]) -> None:
         taken += (await connection.execute(select(sessions.c.session_id)
                                            .where(sessions.c.session_id.in_(chunk)))).scalars().all()
     if taken:
+        taken.sort()
         shown = ", ".join(repr(session_id) for session_id in taken[:SHOWN_IDS])
         more = f" and {len(taken) - SHOWN_IDS} more" if len(taken) > SHOWN_IDS else ""
         verb = "already exists" if len(taken) == 1 else "already exist"
