@@ -293,3 +293,17 @@ def test_many_sessions_through_one_file_on_every_backend(database_url: str, tmp_
             await engine.dispose()
 
     assert asyncio.run(count_rows()) == 24
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_the_benchmark_against_pg_dump_runs_and_round_trips(database_url: str,
+                                                           capsys: pytest.CaptureFixture[str]) -> None:
+    """The README's benchmark, small: every row measured, and the imported copy exports the same bytes."""
+    benchmark = importlib.import_module("session_management.07_session_admin.benchmark")
+    asyncio.run(benchmark.main(benchmark.parser().parse_args(
+        ["--database", database_url, "--sessions", "30", "--items", "3", "--skip-commands"])))
+    out = capsys.readouterr().out
+    assert "30 sessions x 3 items = 90 items" in out
+    assert len(re.findall(r"\d+\.\d\d s +[\d,]+ items/s", out)) == 4
+    assert re.search(r"export \+ import in this process: [\d.]+ s, [\d.]+x pg_dump \+ psql", out)
+    assert "the imported copy exports the same bytes: True" in out

@@ -29,12 +29,13 @@ from session_management.common import CourseError
 
 from .cli import build_parser
 from .commands import COMMANDS
-from .demo import demo
 from .output import safe_console, visible
 
 
 async def dispatch(args: argparse.Namespace) -> None:
     if args.command is None:
+        from .demo import demo  # the demonstration runs agents; the commands need only SQLAlchemy
+
         await demo(args.database)
     else:
         await COMMANDS[args.command](args)
