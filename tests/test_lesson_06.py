@@ -177,9 +177,9 @@ def test_lesson_06_on_every_backend(run_here: RunHere, database_url: str) -> Non
     assert "alembic check -> No new upgrade operations detected." in sections["4"]
     assert "alembic check fails: new upgrade operations detected: add_index idx_conversations_owner_updated" \
         in sections["4"]
-    assert "current -> (none)" in sections["5"] and "alembic stamp 0001 -> current 0001" in sections["5"]
-    assert "current 0002 (head)" in sections["5"] and "old data kept: [{'role': 'user', 'content': 'old data'}]" \
-        in sections["5"]
+    assert "current -> (none)" in sections["5"] and "upgrade head -> current 0002 (head): 0001 adopted" in sections["5"]
+    assert "old data kept: [{'role': 'user', 'content': 'old data'}]" in sections["5"]
+    assert "alembic check -> No new upgrade operations detected." in sections["5"]
 
 
 def test_the_alembic_command_line_from_the_readme(lesson_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -248,16 +248,46 @@ async def _make_tables_without_migrations(url: str, *, conversations: bool, coll
 
 
 @pytest.mark.parametrize("with_conversations", [False, True], ids=["sdk tables", "after lesson 05"])
-def test_upgrade_over_unrecorded_tables_says_what_to_stamp(database_url: str, with_conversations: bool) -> None:
-    """Defect: after lesson 05, `upgrade head` ended in a 162-line traceback and the README's recipe failed."""
+def test_upgrade_adopts_tables_made_without_migrations(database_url: str, with_conversations: bool) -> None:
+    """`upgrade head` over the course helper's tables (and lesson 05's) records them and keeps their rows."""
     asyncio.run(_make_tables_without_migrations(database_url, conversations=with_conversations))
-    stamp = "0002" if with_conversations else "0001"
-    with pytest.raises(CommandError, match=rf"already exist.*`alembic stamp {stamp}`"):
-        alembic(database_url, "upgrade", "head")
-    alembic(database_url, "stamp", stamp)  # the README's recipe
+    asyncio.run(round_trip(database_url, "old-user", [{"role": "user", "content": "old data"}]))
     alembic(database_url, "upgrade", "head")
     assert alembic(database_url, "current") == "0002 (head)"
     assert alembic(database_url, "check") == "No new upgrade operations detected."
+    assert asyncio.run(round_trip(database_url, "old-user", None)) == [{"role": "user", "content": "old data"}]
+
+
+@pytest.mark.parametrize("backend", ["postgres", "sqlite"])
+def test_upgrade_brings_the_sdks_own_tables_to_the_schema(database_url: str) -> None:
+    """Defect: adopting a database made by create_tables=True was a stamp, which kept its unbounded ids on
+    PostgreSQL. Now the revision changes them (and keeps the rows)."""
+    asyncio.run(_sdk_made_tables(database_url))
+    alembic(database_url, "upgrade", "head")
+    assert drift(database_url) == set()
+    assert asyncio.run(round_trip(database_url, "sdk-made", None)) == [{"role": "user", "content": "made by the SDK"}]
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_upgrade_makes_case_insensitive_ids_exact(database_url: str) -> None:
+    """Tables made with utf8mb4_general_ci and TEXT: the revision makes the ids binary and the items LONGTEXT."""
+    asyncio.run(_make_tables_without_migrations(database_url, conversations=False, collation="utf8mb4_general_ci"))
+
+    async def shrink() -> None:
+        engine = create_engine(database_url)
+        try:
+            async with engine.begin() as connection:
+                await connection.execute(text("ALTER TABLE agent_messages MODIFY message_data TEXT NOT NULL"))
+        finally:
+            await engine.dispose()
+
+    asyncio.run(shrink())
+    asyncio.run(round_trip(database_url, "Alice", [{"role": "user", "content": "Alice's secret"}]))
+    alembic(database_url, "upgrade", "head")
+    assert drift(database_url) == set()
+    assert asyncio.run(round_trip(database_url, "alice", None)) == []  # "alice" no longer reads "Alice"
+    assert asyncio.run(round_trip(database_url, "Alice", None)) == [{"role": "user", "content": "Alice's secret"}]
+    assert asyncio.run(session_id_collations(database_url)) in ({"utf8mb4_nopad_bin"}, {"utf8mb4_0900_bin"})
 
 
 def drift(url: str) -> set[tuple[str, str, str]]:

@@ -119,27 +119,6 @@ async def create_session_tables(
         await connection.run_sync(create)
 
 
-def refuse_unrecorded_tables(connection: Connection, tables: list[str], revision: str) -> None:
-    """In a migration: stop with the adoption recipe when *tables* exist although no revision created them.
-
-    Tables made by ``create_tables=True``, :func:`create_session_tables` or lesson 05 are already there on a
-    database that never saw Alembic; creating them again would end in a long "already exists" traceback.
-    ``alembic stamp`` records a revision without running it, so the next ``upgrade head`` runs only what is new.
-    """
-    from alembic.util import CommandError  # local: only migrations need Alembic
-
-    inspector = inspect(connection)
-    found = [table for table in tables if inspector.has_table(table)]
-    if not found:
-        return
-    newest = "0002" if inspector.has_table("conversations") else revision
-    raise CommandError(
-        f"{', '.join(found)} already exist(s) but no Alembic revision recorded them (create_tables=True, the "
-        f"course's helper or lesson 05 made them). Adopt them: `alembic stamp {newest}` records that revision "
-        f"without running it, then `alembic upgrade head` runs only what is newer."
-    )
-
-
 DROP_DATA_FLAG = "drop_data"
 
 
