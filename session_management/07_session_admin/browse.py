@@ -131,10 +131,12 @@ async def cmd_stats(args: argparse.Namespace) -> None:
         # Items whose session row is gone: possible on SQLite, where the foreign key is not enforced.
         orphans = await connection.scalar(select(func.count()).select_from(messages).where(
             ~messages.c.session_id.in_(select(sessions.c.session_id))))
-        conversation_rows = orphan_conversations = 0
+        # None (JSON null) where lesson 05's table does not exist
+        conversation_rows: int | None = 0 if derived_tables(connection) else None
+        orphan_conversations: int | None = conversation_rows
         for table in derived_tables(connection):  # lesson 05's rows: owner and title of each conversation
-            conversation_rows += int(await connection.scalar(select(func.count()).select_from(table)) or 0)
-            orphan_conversations += int(await connection.scalar(select(func.count()).select_from(table).where(
+            conversation_rows = int(await connection.scalar(select(func.count()).select_from(table)) or 0)
+            orphan_conversations = int(await connection.scalar(select(func.count()).select_from(table).where(
                 ~table.c.id.in_(select(sessions.c.session_id)))) or 0)
         largest = (await connection.execute(
             select(messages.c.session_id, func.count().label("items"), func.sum(bytes_).label("bytes"))
@@ -148,7 +150,7 @@ async def cmd_stats(args: argparse.Namespace) -> None:
     if args.json:
         print_json(summary)
         return
-    print_table([(key.replace("_", " "), summary[key]) for key in
+    print_table([(key.replace("_", " "), "(no such table)" if summary[key] is None else summary[key]) for key in
                  ("sessions", "items", "bytes", "orphan_items", "conversation_rows",
                   "conversation_rows_without_session", "oldest_activity", "newest_activity")],
                 ["", "value"])
