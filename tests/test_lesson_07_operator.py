@@ -127,6 +127,7 @@ def mutations(good: bytes, rng: random.Random) -> list[bytes]:
              good.replace(b'"session_id":"fz-0"', b'"session_id":7', 1),
              good.replace(b'"session_id":"fz-0"', b'"session_id":""', 1),
              good.replace(b'"session_id":"fz-1"', b'"session_id":"fz-0"', 1),
+             good.replace(b'"session_id":"fz-1"', b'"session_id":"fz-' + b"x" * 300 + b'"', 1),  # > VARCHAR(255)
              header + b'"updated_at":"2026-01-03"}\n' + b"[" * 100000 + b"\n",
              b'{"role":"user","content":"no header"}\n', b"\x00\x01\x02\n", b"\xff\xfe\n",
              good.replace(b"}\n", b"}\n42\n", 1), good.replace(b"}\n", b"}\nnull\n", 1)]

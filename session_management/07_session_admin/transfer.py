@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any, TextIO
 
 from sqlalchemy import Select, func, insert, select, text
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from session_management.common import CourseError
@@ -306,6 +307,9 @@ async def cmd_import(args: argparse.Namespace) -> None:
         progress = Progress(len(item_rows), "import", show_progress(args))
         try:
             await bulk_insert(connection, session_rows, item_rows, progress)
+        except (SQLAlchemyError, driver_errors()) as error:  # e.g. an id longer than the column allows
+            reason = str(getattr(error, "orig", None) or error).splitlines()[0]
+            raise CourseError(f"the database refused the import, so nothing was imported: {reason}") from None
         finally:
             progress.close()
         await connection.commit()
@@ -335,6 +339,15 @@ async def bulk_insert(connection: AsyncConnection, session_rows: list[tuple[Any,
             await connection.execute(insert(table), [dict(zip(columns, row, strict=True)) for row in batch])
             if table is messages:
                 progress.advance(len(batch))
+
+
+def driver_errors() -> type[Exception]:
+    """The error class asyncpg raises from COPY (which does not go through SQLAlchemy), else one never raised."""
+    try:
+        from asyncpg import PostgresError
+    except ImportError:  # pragma: no cover - asyncpg is a course dependency
+        return CourseError
+    return PostgresError
 
 
 def batches(rows: list[tuple[Any, ...]]) -> Iterator[list[tuple[Any, ...]]]:
