@@ -136,11 +136,13 @@ def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
 
     asyncio.run(add_conversation())
     monkeypatch.setattr(logging.config, "fileConfig", lambda *args, **kwargs: None)
-    code, out = alembic_command_line(capsys, "-x", f"database={database_url}", "downgrade", "-1")
+    code, out = alembic_command_line(capsys, "-x", f"database={database_url}", "downgrade", "0001")
     assert code != 0 and "Traceback" not in out
     assert "would drop conversations (1 rows)" in out and "-x drop_data=yes" in out, out
-    assert "conversations" in asyncio.run(schema(database_url)) and alembic(database_url, "current") == "0002 (head)"
-    code, out = alembic_command_line(capsys, "-x", f"database={database_url}", "-x", "drop_data=yes", "downgrade", "-1")
+    assert "conversations" in asyncio.run(schema(database_url))
+    assert alembic(database_url, "current") in ("0002", "0002 (head)")  # a revision after 0002 may have gone
+    code, out = alembic_command_line(capsys, "-x", f"database={database_url}", "-x", "drop_data=yes", "downgrade",
+                                     "0001")
     assert code == 0, out
     assert "conversations" not in asyncio.run(schema(database_url))
 
@@ -253,7 +255,7 @@ def test_upgrade_adopts_tables_made_without_migrations(database_url: str, with_c
     asyncio.run(_make_tables_without_migrations(database_url, conversations=with_conversations))
     asyncio.run(round_trip(database_url, "old-user", [{"role": "user", "content": "old data"}]))
     alembic(database_url, "upgrade", "head")
-    assert alembic(database_url, "current") == "0002 (head)"
+    assert alembic(database_url, "current").endswith("(head)")
     assert alembic(database_url, "check") == "No new upgrade operations detected."
     assert asyncio.run(round_trip(database_url, "old-user", None)) == [{"role": "user", "content": "old data"}]
 
