@@ -50,7 +50,7 @@ def alembic_config(url: str) -> tuple[Config, io.StringIO]:
     """The lesson's Alembic configuration aimed at *url*, with its printed output captured."""
     output = io.StringIO()
     config = Config(str(ALEMBIC_INI), stdout=output)
-    config.attributes["database_url"] = url
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # the standard way; "%" is the ini's escape
     config.attributes["quiet"] = True  # no INFO logging in the narration
     return config, output
 

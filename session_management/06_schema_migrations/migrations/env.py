@@ -4,7 +4,7 @@ Where the database comes from, first match wins:
 
 1. ``config.attributes["connection"]``: a connection (or engine) the caller opened, the documented way to run
    migrations from a test or from an application's start-up. It is used as it is, never closed here.
-2. ``-x database=sqlite|postgres|mysql|URL`` on the command line (or ``config.attributes["database_url"]``).
+2. ``-x database=sqlite|postgres|mysql|URL`` on the command line.
 3. ``sqlalchemy.url``, set the standard way: in alembic.ini, or ``config.set_main_option("sqlalchemy.url", ...)``.
 4. The course's ``DATABASE_URL`` (``.env``), else its SQLite file: the same rule as every lesson's --database.
 
@@ -35,9 +35,8 @@ if config.config_file_name is not None and not config.attributes.get("quiet"):
 
 
 def database_url() -> str:
-    """`-x database=...` (or `attributes["database_url"]`), else `sqlalchemy.url`, else the course's default."""
-    chosen = (context.get_x_argument(as_dictionary=True).get("database") or config.attributes.get("database_url")
-              or config.get_main_option("sqlalchemy.url"))
+    """`-x database=...`, else `sqlalchemy.url`, else the course's default (DATABASE_URL, else SQLite)."""
+    chosen = context.get_x_argument(as_dictionary=True).get("database") or config.get_main_option("sqlalchemy.url")
     return resolve_database_url(chosen)
 
 
