@@ -124,6 +124,8 @@ def mutations(good: bytes, rng: random.Random) -> list[bytes]:
              good.replace(b'"created_at":"2026-01-02 03:04:05"', b'"created_at":5', 1),
              good.replace(b'"created_at":"2026-01-02 03:04:05"', b'"created_at":"yesterday"', 1),
              good.replace(b',"created_at":"2026-01-02 03:04:05"', b"", 1),
+             good.replace(b'"created_at":"2026-01-02 03:04:05"', b'"created_at":"0001-01-01T00:00:00+05:00"', 1),
+             good.replace(b'"created_at":"2026-01-02 03:04:05"', b'"created_at":"1900-01-01 00:00:00"', 1),
              good.replace(b'"session_id":"fz-0"', b'"session_id":7', 1),
              good.replace(b'"session_id":"fz-0"', b'"session_id":""', 1),
              good.replace(b'"session_id":"fz-1"', b'"session_id":"fz-0"', 1),
@@ -308,3 +310,15 @@ def test_the_benchmark_against_pg_dump_runs_and_round_trips(database_url: str,
     assert len(re.findall(r"\d+\.\d\d s +[\d,]+ items/s", out)) == 4
     assert re.search(r"export \+ import in this process: [\d.]+ s, [\d.]+x pg_dump \+ psql", out)
     assert "the imported copy exports the same bytes: True" in out
+
+
+def test_a_header_time_with_an_offset_is_stored_in_utc(database_url: str, tmp_path: Path,
+                                                       capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(insert_rows(database_url, "someone", ['{"role":"user","content":"hi"}']))
+    path = tmp_path / "offset.jsonl"
+    path.write_text('{"agents_session_export":1,"created_at":"2026-01-02T05:04:05+02:00",'
+                    '"updated_at":"2026-01-02T05:04:05+02:00"}\n{"role":"user","content":"hi"}\n', encoding="utf-8")
+    assert run(capsys, "import", str(path), "--session-id", "offset", "--database", database_url)[0] == 0
+    listed = {s["session_id"]: s for s in json.loads(run(capsys, "list", "--json", "--database", database_url)[1])[
+        "sessions"]}
+    assert listed["offset"]["first_activity"] == "2026-01-02 03:04:05"

@@ -18,7 +18,7 @@ import os
 import sys
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, TextIO
 
@@ -232,8 +232,10 @@ def parse_header(path: str, number: int, fields: dict[str, Any]) -> Block:
     for name in ("created_at", "updated_at"):
         value = fields.get(name)
         try:
-            setattr(block, name, datetime.fromisoformat(value).replace(tzinfo=None))  # type: ignore[arg-type]
-        except (TypeError, ValueError):
+            moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+            # The tables hold naive UTC (the tool's connection runs in UTC): a time with an offset is converted.
+            setattr(block, name, moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment)
+        except (TypeError, ValueError, OverflowError):
             raise CourseError(f"{path}:{number}: the header's {name} {value!r} is not a date and time "
                               "(YYYY-MM-DD HH:MM:SS); nothing imported") from None
     return block
