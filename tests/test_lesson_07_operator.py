@@ -322,3 +322,16 @@ def test_a_header_time_with_an_offset_is_stored_in_utc(database_url: str, tmp_pa
     listed = {s["session_id"]: s for s in json.loads(run(capsys, "list", "--json", "--database", database_url)[1])[
         "sessions"]}
     assert listed["offset"]["first_activity"] == "2026-01-02 03:04:05"
+
+
+def test_export_to_a_terminal_escapes_what_a_file_keeps(database_url: str, tmp_path: Path,
+                                                        monkeypatch: pytest.MonkeyPatch,
+                                                        capsys: pytest.CaptureFixture[str]) -> None:
+    row = '{"role":"user","content":"\x9b31m \u202eevil"}'  # valid JSON: only C0 must be escaped in it
+    asyncio.run(insert_rows(database_url, "raw", [row]))
+    assert run(capsys, "export", "raw", "-o", str(tmp_path / "raw.jsonl"), "--database", database_url)[0] == 0
+    assert (tmp_path / "raw.jsonl").read_text(encoding="utf-8").splitlines()[1] == row  # a file: as stored
+    monkeypatch.setattr("sys.stdout.isatty", lambda: True)
+    code, out, _ = run(capsys, "export", "raw", "--database", database_url)
+    assert code == 0 and not RAW.search(out)
+    assert json.loads(out.splitlines()[1]) == json.loads(row)  # the same JSON value, escaped

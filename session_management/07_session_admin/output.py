@@ -57,10 +57,14 @@ def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: T
         print(line(row), file=out)
 
 
+def json_visible(text: str) -> str:
+    """JSON text with DEL, C1, bidi marks, separators and lone surrogates as JSON escapes (JSON escapes C0
+    controls itself): the same JSON value, safe on a terminal."""
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def print_json(value: object) -> None:
-    # JSON escapes C0 controls itself; DEL, C1 and bidi overrides it leaves raw, so they are escaped here too.
-    text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
-    print(_UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text))
+    print(json_visible(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
 
 
 class Progress:

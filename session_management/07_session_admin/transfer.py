@@ -28,7 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from session_management.common import CourseError
 
-from .output import Progress, print_json, say, show_progress
+from .output import Progress, json_visible, print_json, say, show_progress
 from .store import connect, database_now, messages, require_session, sessions, with_prefix
 
 HEADER_KEY = "agents_session_export"  # marks a header line; no SDK item has this key
@@ -80,9 +80,10 @@ async def cmd_export(args: argparse.Namespace) -> None:
             await require_sessions(connection, args.session_ids)
             query = query.where(sessions.c.session_id.in_(args.session_ids))
         query = with_prefix(query, args.prefix)
-        total = int(await connection.scalar(select(func.count()).select_from(query.subquery())) or 0)
-        label = f"export {args.session_ids[0]}" if not several else "export"
-        progress = Progress(total, label, show_progress(args) and args.output is not None)
+        shown = show_progress(args) and args.output is not None
+        # Counting is a second pass over the rows: only for a progress bar someone watches.
+        total = int(await connection.scalar(select(func.count()).select_from(query.subquery())) or 0) if shown else 0
+        progress = Progress(total, f"export {args.session_ids[0]}" if not several else "export", shown)
         with output_file(args.output) as out:
             try:
                 counts = await write_export(connection, query, out, several, progress)
@@ -118,6 +119,8 @@ async def write_export(connection: AsyncConnection, query: Select[Any], out: Tex
     by_id = sessions.c.session_id.collate("C") if connection.dialect.name == "postgresql" else sessions.c.session_id
     ordered = query.order_by(by_id, messages.c.created_at, messages.c.id)
     result = await connection.stream(ordered.execution_options(yield_per=STREAM_ROWS))
+    # To a file or a pipe, the bytes as stored; to a terminal, the same JSON with unsafe characters escaped.
+    on_terminal = out is sys.stdout and sys.stdout.isatty()
     current, session_count, item_count = None, 0, 0
     async for partition in result.partitions(STREAM_ROWS):
         lines = []
@@ -134,7 +137,8 @@ async def write_export(connection: AsyncConnection, query: Select[Any], out: Tex
                     "look at it with the show command, and fix or delete the row")
             lines.append(data)
             item_count += 1
-        out.write("\n".join(lines) + "\n" if lines else "")
+        text = "\n".join(lines) + "\n" if lines else ""
+        out.write(json_visible(text) if on_terminal else text)
         progress.advance(len(partition))
     return session_count, item_count
 
