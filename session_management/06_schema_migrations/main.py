@@ -50,7 +50,7 @@ def alembic_config(url: str) -> tuple[Config, io.StringIO]:
     """The lesson's Alembic configuration aimed at *url*, with its printed output captured."""
     output = io.StringIO()
     config = Config(str(ALEMBIC_INI), stdout=output)
-    config.attributes["database_url"] = url
+    config.set_main_option("sqlalchemy.url", url.replace("%", "%%"))  # the standard way; "%" is the ini's escape
     config.attributes["quiet"] = True  # no INFO logging in the narration
     return config, output
 
@@ -166,23 +166,24 @@ async def main(args: argparse.Namespace) -> None:
     adopt_url = await scratch_database(base_url, "_adopt")
     engine = create_engine(adopt_url)
     try:
-        await create_session_tables(engine)  # what an application without migrations did at start-up
-        await SQLAlchemySession("old-user", engine=engine).add_items([{"role": "user", "content": "old data"}])
+        if make_url(adopt_url).get_backend_name() in ("mysql", "mariadb"):
+            await create_session_tables(engine)  # the SDK cannot create its tables on MySQL (lesson 02)
+        # What an application without migrations did at start-up: on PostgreSQL, ids without a length.
+        await SQLAlchemySession("old-user", engine=engine, create_tables=True).add_items(
+            [{"role": "user", "content": "old data"}])
     finally:
         await engine.dispose()
     note(f"existing tables, no revision: {await table_names(adopt_url)}; current -> "
          f"{await alembic(adopt_url, 'current') or '(none)'}")
-    note("upgrade head now would try to create agent_sessions again and fail, so first:")
-    await alembic(adopt_url, "stamp", "0001")
-    note(f"alembic stamp 0001 -> current {await alembic(adopt_url, 'current')} (records the revision, runs nothing)")
     await alembic(adopt_url, "upgrade", "head")
     engine = create_engine(adopt_url)
     try:
         kept = await SQLAlchemySession("old-user", engine=engine).get_items()
     finally:
         await engine.dispose()
-    note(f"alembic upgrade head -> current {await alembic(adopt_url, 'current')}; "
-         f"tables {await table_names(adopt_url)}; old data kept: {kept}")
+    note(f"alembic upgrade head -> current {await alembic(adopt_url, 'current')}: 0001 adopted the tables "
+         f"(changed what differed from it, kept the rows); old data kept: {kept}")
+    note(f"alembic check -> {await alembic(adopt_url, 'check')}")
 
 
 if __name__ == "__main__":

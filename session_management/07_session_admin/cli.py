@@ -49,16 +49,19 @@ def build_parser() -> Parser:
     listing.add_argument("--limit", type=positive, default=20, help="sessions per page (default 20)")
     listing.add_argument("--page", type=positive, default=1)
 
-    show = commands.add_parser("show", parents=[common], help="one conversation, readable")
-    show.add_argument("session_id")
+    show = commands.add_parser("show", parents=[common], help="conversations, readable (one or several ids)")
+    show.add_argument("session_ids", nargs="+", metavar="SESSION_ID")
 
-    export = commands.add_parser("export", parents=[common], help="one session as JSON Lines")
-    export.add_argument("session_id")
+    export = commands.add_parser("export", parents=[common], help="sessions as JSON Lines")
+    export.add_argument("session_ids", nargs="*", metavar="SESSION_ID", help="one or several ids")
+    export.add_argument("--prefix", help="every session whose id starts with this")
+    export.add_argument("--all", action="store_true", help="every session")
     export.add_argument("--output", "-o", metavar="FILE", help="write here instead of stdout")
 
-    importing = commands.add_parser("import", parents=[common], help="a JSON Lines export into a new session")
+    importing = commands.add_parser("import", parents=[common], help="a JSON Lines export into new sessions")
     importing.add_argument("file")
-    importing.add_argument("--session-id", required=True, help="the new session's id (must not exist yet)")
+    importing.add_argument("--session-id", help="the new session's id, for a file of one session "
+                           "(default: the ids in the file); it must not exist yet")
 
     purge = commands.add_parser("purge", parents=[common], help="delete whole sessions inactive for a while")
     purge.add_argument("--older-than", type=duration, required=True, metavar="DURATION", help="e.g. 30d, 12h")

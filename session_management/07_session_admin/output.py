@@ -9,16 +9,35 @@ import sys
 from collections.abc import Sequence
 from typing import TextIO
 
-# C0 and C1 control characters and DEL (ESC among them: terminal escape sequences start with it), and the
-# Unicode bidirectional overrides that make text display in a different order than it is stored.
-_UNSAFE = re.compile("[\x00-\x1f\x7f-\x9f\u202a-\u202e\u2066-\u2069]")
-_UNSAFE_IN_JSON = re.compile("[\x7f-\x9f\u202a-\u202e\u2066-\u2069]")  # JSON escapes C0 controls itself
+# C0 and C1 control characters and DEL (ESC among them: terminal escape sequences start with it); the Unicode
+# bidirectional marks and overrides that make text display in a different order than it is stored; line and
+# paragraph separators; and lone surrogates, which the SDK can store ("\udc9b" from JSON) and which Python writes
+# to a C.UTF-8 terminal as the raw byte (0x9b: the 8-bit CSI that starts an escape sequence) or cannot write at all.
+_RANGES = "\x7f-\x9f\u061c\u200e\u200f\u2028-\u202e\u2066-\u2069\ud800-\udfff"
+_UNSAFE = re.compile(f"[\x00-\x1f{_RANGES}]")
+_UNSAFE_IN_JSON = re.compile(f"[{_RANGES}]")  # JSON escapes C0 controls itself
 
 
 def visible(text: str) -> str:
     """*text* with control characters shown as escapes (``\\x1b``, ``\\n``), so stored text cannot drive the
     operator's terminal: clear it, recolour it, retitle it or hide lines. Everything else is left as it is."""
     return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
+
+
+def say(text: str, file: TextIO | None = None) -> None:
+    """Print one line the operator will read: ids, paths and stored text in it are escaped."""
+    print(visible(text), file=file or sys.stdout)
+
+
+def safe_console() -> None:
+    """Whatever the terminal's encoding, a character it cannot show is printed as an escape, not a traceback."""
+    for stream in (sys.stdout, sys.stderr):
+        reconfigure = getattr(stream, "reconfigure", None)
+        if reconfigure is not None:
+            try:
+                reconfigure(errors="backslashreplace")
+            except (ValueError, OSError):  # a stream that cannot change its error handler keeps its own
+                pass
 
 
 def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: TextIO | None = None) -> None:
@@ -38,17 +57,21 @@ def print_table(rows: Sequence[Sequence[object]], headers: Sequence[str], out: T
         print(line(row), file=out)
 
 
+def json_visible(text: str) -> str:
+    """JSON text with DEL, C1, bidi marks, separators and lone surrogates as JSON escapes (JSON escapes C0
+    controls itself): the same JSON value, safe on a terminal."""
+    return _UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text)
+
+
 def print_json(value: object) -> None:
-    # JSON escapes C0 controls itself; DEL, C1 and bidi overrides it leaves raw, so they are escaped here too.
-    text = json.dumps(value, ensure_ascii=False, indent=2, default=str)
-    print(_UNSAFE_IN_JSON.sub(lambda match: f"\\u{ord(match.group()):04x}", text))
+    print(json_visible(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
 
 
 class Progress:
     """A one-line progress bar on stderr (stdout stays clean for data and --json)."""
 
     def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.done = total, label, 0
+        self.total, self.label, self.done = total, visible(label), 0
         self.enabled = enabled and total > 0
 
     def advance(self, count: int) -> None:

@@ -1,7 +1,8 @@
 """The SDK's tables as SQLAlchemy Core objects, and the few queries whose SQL differs per database.
 
-Times are the database's own clock: the SDK stores ``CURRENT_TIMESTAMP`` (the server's clock, no time zone),
-so cut-offs are computed from the server's "now" too.
+Times are the database's own clock, in UTC: the SDK stores ``CURRENT_TIMESTAMP`` (the server's clock, no time
+zone), so cut-offs are computed from the server's "now" too. The tool's connection is set to UTC on every
+database, so a role or server configured for another time zone cannot move the cut-off.
 """
 
 from __future__ import annotations
@@ -11,16 +12,20 @@ from contextlib import asynccontextmanager
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, LargeBinary, MetaData, Select, cast, func, inspect, select
+from sqlalchemy import ColumnElement, LargeBinary, MetaData, Select, Table, cast, func, inspect, select, text
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from session_management.common import CourseError, open_database, redact
+from session_management.common.conversations import conversations_table
 from session_management.common.schema import session_tables
 
 BATCH = 500  # rows per round trip when streaming an export, sessions per transaction when purging
 
 # The SDK's tables as Core objects. Queries need only names and types; the schema helper has both.
 sessions, messages = session_tables(MetaData())
+# Lesson 05's table, where it exists: one row per conversation (its id is the session id), with the owner and
+# a title made of the first words of the user's first message. It is derived from the session: purge deletes it.
+conversations = conversations_table(MetaData())
 
 
 @asynccontextmanager
@@ -34,11 +39,28 @@ async def connect(database: str | None) -> AsyncIterator[AsyncConnection]:
                 f"({sessions.name}, {messages.name})",
                 "point --database at the database your agents use, or create them (lesson 06: alembic upgrade head)",
             )
+        connection.info["conversations"] = conversations.name in names
+        await use_utc(connection)
         yield connection
 
 
+def derived_tables(connection: AsyncConnection) -> list[Table]:
+    """Tables whose rows are derived from a session and keyed by its id: lesson 05's, where it exists."""
+    return [conversations] if connection.info.get("conversations") else []
+
+
+async def use_utc(connection: AsyncConnection) -> None:
+    """This connection's clock and TIMESTAMP conversions in UTC, whatever the role's or server's time zone."""
+    dialect = connection.dialect.name
+    if dialect == "postgresql":
+        await connection.execute(text("SET TIME ZONE 'UTC'"))
+    elif dialect in ("mysql", "mariadb"):
+        await connection.execute(text("SET time_zone = '+00:00'"))
+    await connection.commit()  # PostgreSQL undoes a SET made in a transaction that is rolled back
+
+
 async def database_now(connection: AsyncConnection) -> datetime:
-    """The server's current time as the SDK's columns store it: naive, in the server's (session) time zone."""
+    """The server's current time as the SDK's columns store it: naive, UTC (see :func:`use_utc`)."""
     if connection.dialect.name == "postgresql":
         # CURRENT_TIMESTAMP is timestamptz there; a timestamp column stores it as LOCALTIMESTAMP.
         return await connection.scalar(select(func.localtimestamp()))  # type: ignore[no-any-return]

@@ -119,23 +119,32 @@ async def create_session_tables(
         await connection.run_sync(create)
 
 
-def refuse_unrecorded_tables(connection: Connection, tables: list[str], revision: str) -> None:
-    """In a migration: stop with the adoption recipe when *tables* exist although no revision created them.
+DROP_DATA_FLAG = "drop_data"
 
-    Tables made by ``create_tables=True``, :func:`create_session_tables` or lesson 05 are already there on a
-    database that never saw Alembic; creating them again would end in a long "already exists" traceback.
-    ``alembic stamp`` records a revision without running it, so the next ``upgrade head`` runs only what is new.
+
+def refuse_dropping_rows(connection: Connection, tables: list[str], revision: str) -> None:
+    """In a downgrade: stop, naming what would be lost, when *tables* still hold rows.
+
+    Dropping lesson 05's ``conversations`` deletes every user's list of conversations and their titles; dropping
+    the SDK's tables deletes every conversation. A downgrade that does that silently is one typo (``-1`` for
+    ``-2``) away from an outage, so it needs the flag: ``-x drop_data=yes`` on the command line, or
+    ``config.attributes["drop_data"] = True`` from Python. Empty tables go without asking.
     """
-    from alembic.util import CommandError  # local: only migrations need Alembic
+    from alembic import context  # local: only migrations need Alembic
+    from alembic.util import CommandError
 
     inspector = inspect(connection)
-    found = [table for table in tables if inspector.has_table(table)]
-    if not found:
+    counts = {table: int(connection.scalar(sql_text(f"SELECT COUNT(*) FROM {table}")) or 0)
+              for table in tables if inspector.has_table(table)}
+    losing = {table: rows for table, rows in counts.items() if rows}
+    if not losing:
         return
-    newest = ("0003" if inspector.has_table("conversation_turn_keys")
-              else "0002" if inspector.has_table("conversations") else revision)
+    flag = context.get_x_argument(as_dictionary=True).get(DROP_DATA_FLAG, "")
+    if flag.lower() in ("yes", "1", "true") or context.config.attributes.get(DROP_DATA_FLAG) is True:
+        return
+    what = ", ".join(f"{table} ({rows:,} rows)" for table, rows in losing.items())
     raise CommandError(
-        f"{', '.join(found)} already exist(s) but no Alembic revision recorded them (create_tables=True, the "
-        f"course's helper or lesson 05 made them). Adopt them: `alembic stamp {newest}` records that revision "
-        f"without running it, then `alembic upgrade head` runs only what is newer."
+        f"downgrading revision {revision} would drop {what}; stopped before dropping anything in it. Back the "
+        f"rows up first; then, to drop them, run the downgrade again with -x {DROP_DATA_FLAG}=yes "
+        f"(from Python: config.attributes[{DROP_DATA_FLAG!r}] = True)."
     )

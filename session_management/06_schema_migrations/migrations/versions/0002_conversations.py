@@ -11,9 +11,10 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from alembic.util import CommandError
 from sqlalchemy.dialects import mysql
 
-from session_management.common.schema import refuse_unrecorded_tables
+from session_management.common.schema import refuse_dropping_rows
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -24,7 +25,14 @@ _TIME = sa.DateTime().with_variant(mysql.DATETIME(fsp=6), "mysql", "mariadb")
 
 
 def upgrade() -> None:
-    refuse_unrecorded_tables(op.get_bind(), ["conversations"], revision)
+    columns = {"id", "owner", "title", "created_at", "updated_at"}
+    inspector = sa.inspect(op.get_bind())
+    if inspector.has_table("conversations"):  # lesson 05 made it at start-up: adopt it as it is
+        found = {column["name"] for column in inspector.get_columns("conversations")}
+        if not columns <= found:
+            raise CommandError(f"conversations lacks {', '.join(sorted(columns - found))}: not lesson 05's table, "
+                               "so this revision will not adopt it.")
+        return
     op.create_table(
         "conversations",
         sa.Column("id", sa.String(36), primary_key=True),
@@ -38,5 +46,6 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_dropping_rows(op.get_bind(), ["conversations"], revision)  # unless -x drop_data=yes
     op.drop_index("idx_conversations_owner_updated", table_name="conversations")
     op.drop_table("conversations")

@@ -19,7 +19,7 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import mysql
 
-from session_management.common.schema import mysql_session_id_collation, refuse_unrecorded_tables
+from session_management.common.schema import mysql_session_id_collation, refuse_dropping_rows
 
 revision: str = "0003"
 down_revision: str | None = "0002"
@@ -35,11 +35,12 @@ def _on_mysql() -> bool:
 
 def upgrade() -> None:
     bind = op.get_bind()
-    refuse_unrecorded_tables(bind, ["conversation_turn_keys"], revision)
     collation = mysql_session_id_collation(bind) if _on_mysql() else None
-    if collation is not None:
+    if collation is not None:  # the same statement whether lesson 05 already converted the column or not
         op.alter_column("conversations", "owner", existing_type=sa.String(255), existing_nullable=False,
                         type_=sa.String(255, collation=collation))
+    if sa.inspect(bind).has_table("conversation_turn_keys"):  # lesson 05 made it at start-up: adopt it as it is
+        return
     key_type = sa.String(100, collation=collation) if collation else sa.String(100)
     op.create_table(
         "conversation_turn_keys",
@@ -53,6 +54,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
+    refuse_dropping_rows(op.get_bind(), ["conversation_turn_keys"], revision)  # unless -x drop_data=yes
     op.drop_table("conversation_turn_keys")
     if _on_mysql():
         # Back to the server's default collation: owners that differ only by case or accents share again.
