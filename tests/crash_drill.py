@@ -38,7 +38,7 @@ rotation = importlib.import_module("session_management.04_encrypted_session.rota
 OLD_KEY = "8BOk3y0Y6kbd5l2BEYCqTSVHrLqSCsVY5_T3PV4qS5k="
 NEW_KEY = "q3ZJjM3cUBCJfzmrhHt0pVN8N4Ci7fSgvU0ZkK6L0lY="
 DAY = 24 * 3600
-NOW = 1_800_000_000  # token times are chosen, so the checks do not depend on the clock
+NOW = 1_700_000_000  # token times are chosen (in the past: Fernet refuses a token from the future)
 # A rotation's history: three items 40 days old (past any 30-day TTL) and three recent ones.
 ROTATION_TIMES = [NOW - 40 * DAY] * 3 + [NOW] * 3
 ROTATION_ITEMS = [{"role": "user" if n % 2 == 0 else "assistant", "content": f"item {n}"} for n in range(6)]
