@@ -382,8 +382,9 @@ def _check_ttl(name: str, side: Session | None, underlying: Session) -> None:
     default ttl=600 a journal read after a 10-minute outage is empty, and the rewrite it held is gone."""
     side_ttl, store_ttl = getattr(side, "ttl", None), getattr(underlying, "ttl", None)
     if isinstance(side_ttl, int) and (not isinstance(store_ttl, int) or side_ttl < store_ttl):
+        store = f"the store's ({store_ttl} s)" if isinstance(store_ttl, int) else "the store's, which has none"
         raise CourseError(
-            f"The {name}'s ttl ({side_ttl} s) is shorter than the store's ({store_ttl or 'none'}): its items would "
-            "expire while the store still needs them.",
-            f"give the {name}'s EncryptedSession the store's ttl (or longer)",
+            f"The {name}'s ttl ({side_ttl} s) is shorter than {store}: its items would expire while they are "
+            "still needed.",
+            f"give the {name}'s EncryptedSession a ttl at least as long as the store's retention",
         )
