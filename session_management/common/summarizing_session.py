@@ -18,10 +18,13 @@ Never loses anything on a crash:
   (``_get_compaction_snapshot``) is private to the SDK; openai-agents is pinned and the tests catch a change.
 * **Journaled** on any other store: the new history (summary + kept items) is written to a ``journal`` session
   first; only then is the store cleared and rewritten, and the journal cleared last. A crash in between is
-  repaired by the next wrapper that touches the session (it finishes or abandons the rewrite). The journaled
+  repaired by the next wrapper that touches the session: it finishes the rewrite from the journal. The journaled
   path protects against crashes, not against another *process* appending during the rewrite: one writer per
   conversation (as a chat service has) is assumed there.
 * ``archive=`` (any Session) receives the raw items before they leave the store, so nothing is deleted at all.
+  Each summary says how many raw items it stands for, so after a crash between the archive write and the replace
+  the archive's surplus is known by position: nothing is archived twice, and repeated text is not mistaken for
+  an item already archived. (tests/test_crash_drills.py kills a process at each step, on every database.)
 
 A cut never splits a tool call from its result: the kept part always starts at a user message and contains the
 call of every tool result in it.
