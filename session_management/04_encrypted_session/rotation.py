@@ -16,6 +16,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -27,6 +28,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import CourseError
 
+FERNET_KEY = re.compile(r"[A-Za-z0-9_-]{43}=")
 GENERATE = 'uv run python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"'
 
 
@@ -36,10 +38,10 @@ def check_key(key: str, name: str = "ENCRYPTION_KEY") -> str:
     The SDK also accepts any string and uses its bytes, but HKDF does not harden a passphrase: refuse it here.
     """
     key = key.strip()
-    try:
-        if len(base64.urlsafe_b64decode(key.encode("ascii"))) == 32 and len(key) == 44:
+    try:  # the alphabet first: the decoder skips characters it does not know
+        if FERNET_KEY.fullmatch(key) and len(base64.urlsafe_b64decode(key)) == 32:
             return key
-    except (binascii.Error, UnicodeEncodeError, ValueError):
+    except (binascii.Error, ValueError):
         pass
     raise CourseError(f"{name} is not a Fernet key (44 characters of URL-safe base64 encoding 32 random bytes).",
                       f"generate one with: {GENERATE}")
