@@ -188,7 +188,7 @@ async def summary_restart(url: str, sessions: list[tuple[str, str]]) -> None:
 
 
 # -- the rotation drill -----------------------------------------------------------------------------------------
-ROTATION_POINTS = [*(f"statement:{k}" for k in range(1, 30)), "commit", "returned"]
+ROTATION_POINTS = [*(f"statement:{k}" for k in range(1, 11)), "commit", "returned"]
 
 
 def rotation_session(point: str) -> str:
