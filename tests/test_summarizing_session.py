@@ -369,3 +369,17 @@ async def test_an_encrypted_journal_must_not_forget_sooner_than_the_store(sqlite
     with pytest.raises(CourseError, match="archive's ttl"):
         SummarizingSession(SQLAlchemySession("p", engine=sqlite_engine), max_items=10, archive=encrypted("a", month))
     SummarizingSession(encrypted("s", month), max_items=10, journal=encrypted("s:journal", month))  # accepted
+
+
+async def test_a_journal_a_crash_left_half_written_is_dropped(sqlite_engine: AsyncEngine) -> None:
+    """The journal's header counts its items: a journal with fewer (its write, or its final clear, was cut
+    short) says nothing about the store, which is left as it is (the journal is only trusted whole)."""
+    from session_management.common.summarizing_session import _journal_header
+
+    history = [item for number in range(4) for item in turn(number)]
+    store, journal = protocol_only_store(sqlite_engine, "half"), protocol_only_store(sqlite_engine, "half:journal")
+    await store.add_items(history)
+    await journal.add_items([_journal_header(5), summary_item("facts", 8), *history[-2:]])  # 3 of the 5 items
+    session = SummarizingSession(store, max_items=100, journal=journal, summarizer=ModelSummarizer(OfflineModel()))
+    assert await session.get_items() == history
+    assert await journal.get_items() == []
