@@ -36,7 +36,7 @@ def test_the_lesson_tells_its_story(run_here: RunHere) -> None:
     assert "400 No tool call found for function call output with call_id call_offline_1." in out
     assert "the Runner dropped the orphaned result (3 history items sent)" in out
     assert "Your favourite colour is teal." in out
-    assert "1. system: Summary of the earlier conversation: The user told me: my name is Ada; " \
+    assert "1. system: Summary of the earlier conversation (10 items): The user told me: my name is Ada; " \
            "my favourite colour is teal." in out
     assert "(atomic=True)" in out
     assert "POST /v1/responses/compact with model=gpt-4.1 and 6 input items" in out

@@ -28,6 +28,7 @@ from session_management.common.summarizing_session import (
     is_summary,
     item_tokens,
     safe_cut,
+    summary_covers,
     summary_item,
 )
 from tests.backends import sqlite_engine as sqlite_engine_at
@@ -225,8 +226,8 @@ async def test_a_fault_between_summary_and_deletion_loses_nothing(engine: AsyncE
         stored = await after.get_items()
         archived = await after.archive.get_items()  # type: ignore[union-attr]
         # The SDK finishes a started transaction before a cancellation lands; an exception rolls it back. The
-        # journaled rewrite is abandoned before the clear and finished from the journal after it.
-        carried_through = (how == "cancellation") if point == "delete" else (point == "after_clear")
+        # journaled rewrite rolls forward from the journal, before the clear as after it.
+        carried_through = (how == "cancellation") if point == "delete" else True
         if carried_through:
             assert is_summary(stored[0]), stored[:2]
             assert archived + raw(stored) == written
@@ -338,3 +339,47 @@ def test_the_offline_model_writes_a_summary_it_can_read_back() -> None:
     assert answer(later).startswith("Here is what I know: your name is Ada; you live in Lisbon; you like chess.")
     nothing = read_conversation([{"role": "user", "content": "Summarise this, please."}])
     assert answer(nothing) == "The user has not told me any facts yet."
+
+
+async def test_a_repeated_exchange_is_archived_every_time(sqlite_engine: AsyncEngine) -> None:
+    """The archive knows what it holds by position, not by text: the same "Thanks!" / "You're welcome." said
+    twenty times is archived twenty times (identity by content archived it once and dropped the rest)."""
+    thanks = [{"role": "user", "content": "Thanks!"}, {"role": "assistant", "content": "You're welcome."}]
+    archive = SQLAlchemySession("thanks:archive", engine=sqlite_engine)
+    session = SummarizingSession(SQLAlchemySession("thanks", engine=sqlite_engine), max_items=4,
+                                 summarizer=ModelSummarizer(OfflineModel()), archive=archive)
+    for _ in range(20):
+        await session.add_items(list(thanks))  # type: ignore[arg-type]
+    stored = await session.get_items()
+    archived = await archive.get_items()
+    assert len(session.compactions) >= 5
+    assert archived + raw(stored) == thanks * 20
+    assert summary_covers(stored[0]) == len(archived)
+
+
+async def test_an_encrypted_journal_must_not_forget_sooner_than_the_store(sqlite_engine: AsyncEngine) -> None:
+    """With EncryptedSession's default ttl=600, a journal read after a 10-minute outage is empty and the rewrite
+    it held is lost: SummarizingSession refuses such a journal (or archive) up front."""
+    def encrypted(session_id: str, ttl: int) -> EncryptedSession:
+        return EncryptedSession(session_id, SQLAlchemySession(session_id, engine=sqlite_engine), KEY, ttl=ttl)
+
+    month = 30 * 24 * 3600
+    with pytest.raises(CourseError, match="journal's ttl \\(600 s\\) is shorter than the store's"):
+        SummarizingSession(encrypted("s", month), max_items=10, journal=encrypted("s:journal", 600))
+    with pytest.raises(CourseError, match="archive's ttl"):
+        SummarizingSession(SQLAlchemySession("p", engine=sqlite_engine), max_items=10, archive=encrypted("a", month))
+    SummarizingSession(encrypted("s", month), max_items=10, journal=encrypted("s:journal", month))  # accepted
+
+
+async def test_a_journal_a_crash_left_half_written_is_dropped(sqlite_engine: AsyncEngine) -> None:
+    """The journal's header counts its items: a journal with fewer (its write, or its final clear, was cut
+    short) says nothing about the store, which is left as it is (the journal is only trusted whole)."""
+    from session_management.common.summarizing_session import _journal_header
+
+    history = [item for number in range(4) for item in turn(number)]
+    store, journal = protocol_only_store(sqlite_engine, "half"), protocol_only_store(sqlite_engine, "half:journal")
+    await store.add_items(history)
+    await journal.add_items([_journal_header(5), summary_item("facts", 8), *history[-2:]])  # 3 of the 5 items
+    session = SummarizingSession(store, max_items=100, journal=journal, summarizer=ModelSummarizer(OfflineModel()))
+    assert await session.get_items() == history
+    assert await journal.get_items() == []

@@ -3,15 +3,19 @@
     uv run python -m session_management.04_encrypted_session.main [--database sqlite|postgres|mysql|URL]
 
 The key comes from ENCRYPTION_KEY (generate one with
-`uv run python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`).
+`uv run python -c "from cryptography.fernet import Fernet; print(Fernet.generate_key().decode())"`); without it
+the run uses a throwaway key, says so, and clears its rows at the end.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import base64
+import json
 import os
 import sys
+from datetime import UTC, datetime
 
 from agents import Agent, Runner
 from agents.extensions.memory import EncryptedSession, SQLAlchemySession
@@ -34,18 +38,27 @@ from session_management.common import (
     user_says,
 )
 
+from .rotation import KeyRingSession, check_key, rotate_key
+
 SESSION_ID = "lesson04-ada"
 
 
-def encryption_key() -> str:
+def encryption_key() -> tuple[str, bool]:
+    """The lesson's master key and whether it is saved somewhere (ENCRYPTION_KEY), validated."""
     load_env()
     key = os.environ.get("ENCRYPTION_KEY", "").strip()
     if key:
-        return key
+        return check_key(key), True
     print("WARNING: ENCRYPTION_KEY is not set, so this run uses a random key. Anything it encrypts is unreadable\n"
           "         after the process ends. Set ENCRYPTION_KEY in .env (see the README) to keep data.",
           file=sys.stderr)
-    return Fernet.generate_key().decode("ascii")
+    return Fernet.generate_key().decode("ascii"), False
+
+
+def token_time(row: str) -> datetime:
+    """The creation time every Fernet token carries in clear (bytes 1-8, big-endian seconds): no key needed."""
+    token = base64.urlsafe_b64decode(json.loads(row)["payload"])
+    return datetime.fromtimestamp(int.from_bytes(token[1:9], "big"), UTC)
 
 
 async def stored_rows(engine: AsyncEngine, session_id: str) -> list[str]:
@@ -65,25 +78,32 @@ async def ask(agent: Agent, message: str, session: EncryptedSession) -> str:
     return str(result.final_output)
 
 
-async def rotate_key(session_id: str, engine: AsyncEngine, old_key: str, new_key: str) -> int:
-    """Re-encrypt one session's history under a new key; restore the old ciphertext if anything fails."""
-    underlying = SQLAlchemySession(session_id, engine=engine)
-    old = EncryptedSession(session_id, underlying, old_key)
-    new = EncryptedSession(session_id, underlying, new_key)
-    backup = await underlying.get_items()  # the envelopes exactly as stored
-    items = await old.get_items()
-    if len(items) != len(backup):
-        raise RuntimeError("some items are unreadable with the old key (wrong key or expired): not rotating")
-    await underlying.clear_session()
-    try:
-        await new.add_items(items)
-        if await new.get_items() != items:
-            raise RuntimeError("re-encrypted history does not read back identically")
-    except BaseException:
-        await underlying.clear_session()
-        await underlying.add_items(backup)
-        raise
-    return len(items)
+async def rotation(agent: Agent, engine: AsyncEngine, key: str, session: EncryptedSession) -> None:
+    """Step 6: the app reads both keys while one transaction per session re-encrypts the rows in place."""
+    new_key = Fernet.generate_key().decode("ascii")
+    before = await stored_times(engine, SESSION_ID)
+    app = KeyRingSession(SESSION_ID, SQLAlchemySession(SESSION_ID, engine=engine), [new_key, key], ttl=3600)
+    await ask(agent, "What is my favorite color?", app)  # the app, switched: writes new, reads both
+    done = await rotate_key(SESSION_ID, engine, key, new_key)
+    rotated = EncryptedSession(SESSION_ID, SQLAlchemySession(SESSION_ID, engine=engine), new_key, ttl=3600)
+    note(f"re-encrypted {done.rotated} rows in one transaction ({done.already_new} were already under the new "
+         f"key); the new key alone reads {len(await rotated.get_items())}, the old one "
+         f"{len(await session.get_items())}.")
+    after = await stored_times(engine, SESSION_ID)
+    kept = after[: len(before)] == before
+    note(f"token times and created_at of the old rows unchanged (so the TTL did not restart)? {kept}")
+    await rotate_key(SESSION_ID, engine, new_key, key)  # the new key was never saved: back to the lesson's
+    note("The lesson rotates back to its own key: a rotation's new key must be saved before the old one goes.")
+
+
+async def stored_times(engine: AsyncEngine, session_id: str) -> list[tuple[datetime, str]]:
+    """Each row's token time and created_at, oldest first: what a rotation must not change."""
+    async with engine.connect() as connection:
+        result = await connection.execute(
+            text("SELECT message_data, created_at FROM agent_messages WHERE session_id = :sid ORDER BY id"),
+            {"sid": session_id},
+        )
+        return [(token_time(data), str(created)) for data, created in result]
 
 
 async def main(args: argparse.Namespace) -> None:
@@ -94,7 +114,7 @@ async def main(args: argparse.Namespace) -> None:
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
 
     async with open_database(url) as engine:
-        key = encryption_key()  # after the database check, so a database mistake is the only message
+        key, saved = encryption_key()  # after the database check, so a database mistake is the only message
         step("1. Wrap any session: EncryptedSession(session_id, underlying_session, encryption_key, ttl)")
         underlying = SQLAlchemySession(SESSION_ID, engine=engine)
         await underlying.clear_session()
@@ -112,6 +132,8 @@ async def main(args: argparse.Namespace) -> None:
         clues = ("name is Ada", "color is teal")
         leaked = [row for row in rows if any(clue in row for clue in clues)]
         note(f"rows containing {' or '.join(map(repr, clues))} in plain text: {len(leaked)}")
+        note(f"but anyone can read when each item was written (in clear in the token): "
+             f"{token_time(rows[0]):%Y-%m-%d %H:%M:%S} UTC")
 
         step("3. A wrong key: no error, just no history")
         wrong_key = Fernet.generate_key().decode()
@@ -154,16 +176,15 @@ async def main(args: argparse.Namespace) -> None:
              f"{len(await stored_rows(engine, ttl_id))} row still in the database")
         await short_lived.clear_session()
 
-        step("6. Rotating the key")
-        new_key = Fernet.generate_key().decode("ascii")
-        count = await rotate_key(SESSION_ID, engine, key, new_key)
-        rotated = EncryptedSession(SESSION_ID, SQLAlchemySession(SESSION_ID, engine=engine), new_key)
-        note(f"re-encrypted {count} items; new key reads {len(await rotated.get_items())}, "
-             f"old key reads {len(await session.get_items())}")
-        await ask(agent, "What is my favorite color?", rotated)
-        note(f"The rows stay in agent_messages (session_id {SESSION_ID!r}) so you can look at the ciphertext "
-             "with psql, mysql or sqlite3; the next run starts by clearing them.")
-
+        step("6. Rotating the key without stopping the app")
+        await rotation(agent, engine, key, session)
+        if saved:
+            note(f"The rows stay in agent_messages (session_id {SESSION_ID!r}), readable with your ENCRYPTION_KEY, "
+                 "so you can look at the ciphertext with psql, mysql or sqlite3; the next run clears them.")
+        else:
+            await session.clear_session()
+            note("ENCRYPTION_KEY is not set, so the key was a throwaway: the lesson clears its rows, which nobody "
+                 "could read again.")
 
 if __name__ == "__main__":
     run_lesson(main, lesson_parser("Lesson 04: EncryptedSession").parse_args())

@@ -18,10 +18,13 @@ Never loses anything on a crash:
   (``_get_compaction_snapshot``) is private to the SDK; openai-agents is pinned and the tests catch a change.
 * **Journaled** on any other store: the new history (summary + kept items) is written to a ``journal`` session
   first; only then is the store cleared and rewritten, and the journal cleared last. A crash in between is
-  repaired by the next wrapper that touches the session (it finishes or abandons the rewrite). The journaled
+  repaired by the next wrapper that touches the session: it finishes the rewrite from the journal. The journaled
   path protects against crashes, not against another *process* appending during the rewrite: one writer per
   conversation (as a chat service has) is assumed there.
 * ``archive=`` (any Session) receives the raw items before they leave the store, so nothing is deleted at all.
+  Each summary says how many raw items it stands for, so after a crash between the archive write and the replace
+  the archive's surplus is known by position: nothing is archived twice, and repeated text is not mistaken for
+  an item already archived. (tests/test_crash_drills.py kills a process at each step, on every database.)
 
 A cut never splits a tool call from its result: the kept part always starts at a user message and contains the
 call of every tool result in it.
@@ -32,6 +35,7 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
+import re
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -45,7 +49,8 @@ from .offline_model import estimate_tokens
 
 logger = logging.getLogger(__name__)
 
-SUMMARY_PREFIX = "Summary of the earlier conversation: "
+SUMMARY_PREFIX = "Summary of the earlier conversation"
+_COVERS = re.compile(re.escape(SUMMARY_PREFIX) + r" \((\d+) items?\): ")
 ALL_ITEMS = 2_147_483_647  # an explicit "everything", so a store's SessionSettings(limit=...) cannot shorten reads
 SUMMARY_INSTRUCTIONS = (
     "You keep a running summary of a conversation between a user and an assistant. Write it in the user's own "
@@ -62,8 +67,18 @@ def is_summary(item: Any) -> bool:
             and isinstance(item.get("content"), str) and item["content"].startswith(SUMMARY_PREFIX))
 
 
-def summary_item(text: str) -> TResponseInputItem:
-    return {"role": "system", "content": SUMMARY_PREFIX + text.strip()}  # type: ignore[return-value]
+def summary_item(text: str, covers: int = 0) -> TResponseInputItem:
+    """The summary message. *covers* counts the raw items summarised so far (all summaries together): it is how
+    the archive knows, after a crash, which items it already holds (by position, never by their text)."""
+    return {"role": "system", "content": f"{SUMMARY_PREFIX} ({covers} items): {text.strip()}"}  # type: ignore
+
+
+def summary_covers(item: Any) -> int | None:
+    """How many raw items the summary *item* stands for; 0 when *item* is no summary, None if it does not say."""
+    if not is_summary(item):
+        return 0
+    match = _COVERS.match(item["content"])
+    return int(match.group(1)) if match else None
 
 
 def item_tokens(item: Any) -> int:
@@ -164,6 +179,8 @@ class SummarizingSession(SessionABC):
         if (max_items is not None and max_items < 3) or (max_tokens is not None and max_tokens < 1):
             raise CourseError("The budget is too small to hold a summary and a turn.",
                               "use max_items >= 3 (a summary, a question, an answer)")
+        for name, side in (("journal", journal), ("archive", archive)):
+            _check_ttl(name, side, underlying)
         self.underlying = underlying
         self.session_id = underlying.session_id
         self.max_items, self.max_tokens = max_items, max_tokens
@@ -254,9 +271,11 @@ class SummarizingSession(SessionABC):
                            "newest part); it keeps growing until one arrives", self.session_id)
             return None
         old, kept = items[:cut], items[cut:]
-        summary = summary_item(await self.summarizer(old))
+        covered = summary_covers(items[0])
+        raw = [item for item in old if not is_summary(item)]
+        summary = summary_item(await self.summarizer(old), (covered or 0) + len(raw))
         new_history = [summary, *kept]
-        await self._archive(old)
+        await self._archive(raw, covered)
         if snapshot is not None:
             if not await snapshot.replace_suffix(0, new_history):
                 logger.info("session %s changed while summarising; trying again on the next write", self.session_id)
@@ -268,13 +287,24 @@ class SummarizingSession(SessionABC):
         self.compactions.append(done)
         return done
 
-    async def _archive(self, old: list[TResponseInputItem]) -> None:
-        """Copy the raw items (not earlier summaries) to the archive, once even if a retry repeats this."""
-        if self.archive is None:
+    async def _archive(self, raw: list[TResponseInputItem], covered: int | None) -> None:
+        """Append the raw items (not earlier summaries) to the archive, skipping those a crash left there.
+
+        The archive holds the *covered* items of the stored summary, plus, if a crash came between an archive
+        write and its replace, a copy of the first items of *raw*: what follows position *covered* in the
+        archive. By position, so a repeated "Thanks!" is archived every time it is said and a crashed summary's
+        items only once. Anything else after *covered* (two processes summarising one conversation at once)
+        is not trusted: then everything is archived, twice rather than never.
+        """
+        if self.archive is None or not raw:
             return
-        raw = [item for item in old if not is_summary(item)]
-        if raw and await self.archive.get_items(len(raw)) != raw:
-            await self.archive.add_items(raw)
+        archived = await self.archive.get_items(ALL_ITEMS)
+        pending = archived[covered:] if covered is not None and covered <= len(archived) else []
+        already = min(len(pending), len(raw))
+        if pending[:already] != raw[:already]:
+            already = 0
+        if already < len(raw):
+            await self.archive.add_items(raw[already:])
 
     # -- the journaled path, for stores without an atomic replacement ------------------------------------
     def _need_journal(self) -> Session:
@@ -289,7 +319,9 @@ class SummarizingSession(SessionABC):
     async def _journaled_rewrite(self, before: list[TResponseInputItem], after: list[TResponseInputItem]) -> bool:
         journal = self._need_journal()
         await journal.clear_session()
-        await journal.add_items(after)  # 1. the summary and the kept items are durable before anything goes
+        # 1. the summary and the kept items are durable before anything goes; the header says how many follow,
+        # so a journal a crash left half-written (or half-cleared) is recognised as such.
+        await journal.add_items([_journal_header(len(after)), *after])
         self._journal_checked = False  # a failure from here on is repaired by the next call
         if await self.underlying.get_items(ALL_ITEMS) != before:
             await journal.clear_session()  # someone wrote meanwhile: abandon, nothing was removed
@@ -308,17 +340,54 @@ class SummarizingSession(SessionABC):
             await self._recover_locked()
 
     async def _recover_locked(self) -> None:
-        """Finish or abandon a journaled rewrite a crash interrupted."""
+        """Finish a journaled rewrite a crash interrupted, wherever it stopped: it rolls forward.
+
+        A whole journal was written after the archive and before the clear, so the store holds the old history,
+        part of it (a clear that deletes item by item, killed halfway), nothing, part of the new history, or
+        all of it. In every case the new history is the journal: what it leaves out is in the summary and the
+        archive. A journal that is not whole was being written (nothing was removed yet) or cleared (the
+        rewrite had landed): then the store is right as it is.
+        """
         if self.journal is None or self._journal_checked:
             return
-        target = await self.journal.get_items(ALL_ITEMS)
-        if target:
-            current = await self.underlying.get_items(ALL_ITEMS)
-            if current[: len(target)] == target:
-                pass  # the rewrite landed (newer items may follow); only the journal was left
-            elif target[: len(current)] == current:
-                await self.underlying.add_items(target[len(current):])  # cleared, not (fully) rewritten: finish
-                logger.warning("session %s: finished a summary rewrite a crash interrupted", self.session_id)
-            # else: the old history is still in place (the crash came before clearing): abandon the rewrite
+        journal = await self.journal.get_items(ALL_ITEMS)
+        if journal:
+            expected = _journal_length(journal[0])
+            target = journal[1:]
+            if expected is not None and expected == len(target):
+                current = await self.underlying.get_items(ALL_ITEMS)
+                if current[: len(target)] != target:  # newer items after a landed rewrite are fine
+                    if target[: len(current)] != current:
+                        await self.underlying.clear_session()
+                        current = []
+                    await self.underlying.add_items(target[len(current):])
+                    logger.warning("session %s: finished a summary rewrite a crash interrupted", self.session_id)
             await self.journal.clear_session()
         self._journal_checked = True
+
+
+JOURNAL_HEADER = "SummarizingSession journal: items that follow: "
+
+
+def _journal_header(count: int) -> TResponseInputItem:
+    return {"role": "system", "content": f"{JOURNAL_HEADER}{count}"}  # type: ignore[return-value]
+
+
+def _journal_length(item: Any) -> int | None:
+    content = item.get("content") if isinstance(item, dict) else None
+    if isinstance(content, str) and content.startswith(JOURNAL_HEADER) and content[len(JOURNAL_HEADER):].isdigit():
+        return int(content[len(JOURNAL_HEADER):])
+    return None
+
+
+def _check_ttl(name: str, side: Session | None, underlying: Session) -> None:
+    """An EncryptedSession journal or archive must not forget sooner than the store it serves: with the SDK's
+    default ttl=600 a journal read after a 10-minute outage is empty, and the rewrite it held is gone."""
+    side_ttl, store_ttl = getattr(side, "ttl", None), getattr(underlying, "ttl", None)
+    if isinstance(side_ttl, int) and (not isinstance(store_ttl, int) or side_ttl < store_ttl):
+        store = f"the store's ({store_ttl} s)" if isinstance(store_ttl, int) else "the store's, which has none"
+        raise CourseError(
+            f"The {name}'s ttl ({side_ttl} s) is shorter than {store}: its items would expire while they are "
+            "still needed.",
+            f"give the {name}'s EncryptedSession a ttl at least as long as the store's retention",
+        )
