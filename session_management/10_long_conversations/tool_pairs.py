@@ -45,12 +45,12 @@ class CheckedModel(OfflineModel):
         super().__init__()
         self.last_input: list[Any] = []
 
-    def _respond(self, system_instructions, input, tools, output_schema):  # type: ignore[no-untyped-def,override]
+    def _respond(self, system_instructions, input, tools, output_schema, handoffs=None):  # type: ignore[no-untyped-def,override]
         self.last_input = [input] if isinstance(input, str) else list(input)
         orphans = orphaned_results(self.last_input)
         if orphans:
             raise RejectedInput(f"400 No tool call found for function call output with call_id {orphans[0]}.")
-        return super()._respond(system_instructions, input, tools, output_schema)
+        return super()._respond(system_instructions, input, tools, output_schema, handoffs)
 
 
 def newest_items(count: int) -> SessionInputCallback:
