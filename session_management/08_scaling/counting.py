@@ -120,6 +120,7 @@ class CountingProxy:
         self._loop: asyncio.AbstractEventLoop | None = None
         self._server: asyncio.Server | None = None
         self._handlers: set[asyncio.Task[None]] = set()
+        self._severed: set[asyncio.Event] = set()  # one per live connection: set = dropped silently
         self._thread: threading.Thread | None = None
 
     def start(self) -> None:
@@ -166,6 +167,18 @@ class CountingProxy:
         thread.join(10)
         self._loop = self._thread = None
 
+    def sever(self) -> None:
+        """Drop every open connection *silently*, as an idle-dropping firewall or a vanished host does: the server
+        side is closed, the client is told nothing, and its next request is answered with a reset (for tests)."""
+        loop = self._loop
+        assert loop is not None
+
+        async def sever_all() -> None:
+            for severed in list(self._severed):
+                severed.set()
+
+        asyncio.run_coroutine_threadsafe(sever_all(), loop).result(10)
+
     def snapshot(self) -> Counts:
         """The counts so far (read them when the traffic being measured has been answered)."""
         return self.counts.copy()
@@ -188,11 +201,16 @@ class CountingProxy:
             client_writer.close()
             return
         self.counts.connections += 1
+        severed = asyncio.Event()
+        self._severed.add(severed)
         counter: Any = _PostgresCounter() if self.backend == "postgresql" else _MySQLCounter()
         spoke = [False]  # the client has sent something the server has not yet answered
 
         async def upstream() -> None:
             while data := await client_reader.read(65536):
+                if severed.is_set():
+                    client_writer.transport.abort()  # a reset, as from a middlebox that forgot the connection
+                    return
                 self.counts.bytes_up += len(data)
                 self.counts.statements += counter.feed(data)
                 spoke[0] = True
@@ -201,6 +219,8 @@ class CountingProxy:
 
         async def downstream() -> None:
             while data := await server_reader.read(65536):
+                if severed.is_set():
+                    break
                 self.counts.bytes_down += len(data)
                 if spoke[0]:
                     self.counts.round_trips += 1
@@ -208,10 +228,19 @@ class CountingProxy:
                 client_writer.write(data)
                 await client_writer.drain()
 
-        tasks = [asyncio.ensure_future(upstream()), asyncio.ensure_future(downstream())]
+        async def sever() -> None:
+            await severed.wait()
+            server_writer.close()  # the server sees the connection end; the client does not
+            await upstream_task
+
+        upstream_task = asyncio.ensure_future(upstream())
+        tasks = [upstream_task, asyncio.ensure_future(downstream()), asyncio.ensure_future(sever())]
         try:
-            await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            if tasks[1] in done and severed.is_set():
+                await upstream_task  # severed: the client learns of it only when it next speaks
         finally:
+            self._severed.discard(severed)
             for task in tasks:
                 task.cancel()
             # A reset connection ends a pump with an error: expected, and retrieved here.

@@ -141,7 +141,7 @@ async def borrow(engine: AsyncEngine) -> AsyncIterator[Borrowed]:
         # builds.
         with idle_threshold(PING_AFTER_IDLE_SECONDS):
             raw = await engine.raw_connection()
-        borrowed = Borrowed(raw.driver_connection, used_before=RETURNED_AT in raw.record_info)
+        borrowed = Borrowed(raw.driver_connection, used_before=RETURNED_AT in raw.info)
         discard = False
         try:
             yield borrowed
