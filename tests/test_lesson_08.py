@@ -91,15 +91,16 @@ def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_pa
     document = json.loads(output.read_text())
     assert document["servers"]["sqlite"]["settings"].keys() == {"journal_mode", "synchronous"}
     assert document["run"]["versions"]["openai-agents"] == "0.24.0" and document["run"]["cpus"] >= 1
+    assert document["run"]["think"] == [{"model_s": 0.0, "pause_s": 0.0}] and document["run"]["counted"] is True
     results = document["results"]
     required = {"store": str, "database": str, "concurrency": int, "history": int, "read": str, "turns": int,
                 "rounds": int, "turns_per_s": float, "turns_per_s_rounds": list, "p50_ms": float, "p99_ms": float,
                 "max_ms": float, "errors": int, "checked": int, "lost": int, "duplicated": int, "misordered": int,
-                "pool_size": int}
+                "pool_size": int, "model_s": float, "pause_s": float, "client_cpu_us_per_turn": float}
     for row in results:
         for key, kind in required.items():
             assert isinstance(row[key], kind), (key, row)
-    stores = {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}  # the peers only with --peers
+    stores = {"sdk_sqlalchemy", "course_session", "floor", "sdk_sqlite"}  # the peers only with --peers
     assert {row["store"] for row in results} == stores
     assert {row["database"] for row in results} == {"sqlite"}
     cells = sorted({(row["concurrency"], row["history"], row["read"], row["limit"]) for row in results})
@@ -111,6 +112,7 @@ def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_pa
         assert row["rounds"] == 1 and row["turns"] == row["concurrency"] * 3
         assert row["checked"] == row["concurrency"] * (row["history"] + 2 * 3)
         assert row["turns_per_s_rounds"] == [row["turns_per_s"]] and 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["round_trips_per_turn"] is None and row["client_cpu_us_per_turn"] > 0  # SQLite: no wire
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for row in results:  # the printed table is the JSON
         assert f"{row['store']:<15} {row['turns_per_s']:>8.0f}" in done.stdout
@@ -120,17 +122,31 @@ def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_pa
 def test_several_pool_sizes_are_told_apart(run_here: RunHere, tmp_path: Path) -> None:
     """With --pool-size 1,2 every row and ratio names its pool (the table once printed identical-looking rows)."""
     done = run_here("08_scaling", "--concurrency", "2", "--turns", "1", "--pool-size", "1,2", "--store",
-                    "course_session", "--store", "raw_driver")
+                    "course_session", "--store", "floor")
     assert done.returncode == 0, done.stderr
-    rows = [row for row in (line.split() for line in done.stdout.splitlines()) if row[:1] == ["sqlite"]
+    table = done.stdout.split("\nper turn")[0]  # the main table, not the costs table after it
+    rows = [row for row in (line.split() for line in table.splitlines()) if row[:1] == ["sqlite"]
             and row[1].isdigit()]
     assert sorted((row[4], row[5]) for row in rows) == [("course_session", "1"), ("course_session", "2"),
-                                                        ("raw_driver", "1"), ("raw_driver", "2")]
+                                                        ("floor", "1"), ("floor", "2")]
     assert "history=0 full pool=1: course_session = " in done.stdout
     assert "history=0 full pool=2: course_session = " in done.stdout
 
 
-@pytest.mark.parametrize("arguments", [["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
+def test_think_paces_the_turns_and_is_recorded(run_here: RunHere, tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    done = run_here("08_scaling", "--concurrency", "2", "--turns", "2", "--think", "0,0.02/0.03", "--store",
+                    "course_session", "--json", str(output))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(output.read_text())["results"]
+    assert sorted((row["model_s"], row["pause_s"]) for row in rows) == [(0.0, 0.0), (0.02, 0.03)]
+    assert all(row["turns"] == 4 and row["lost"] == 0 for row in rows)
+    assert "think=0.02/0.03: course_session" not in done.stdout  # one store: no ratio lines
+    assert " 0.02/0.03 " in done.stdout  # the table's think column, since two pacings ran
+
+
+@pytest.mark.parametrize("arguments", [["--think", "soon"], ["--think", "1/2/3"], ["--think", "-1"],
+                                       ["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
 def test_bad_benchmark_arguments_are_one_line(run_here: RunHere, arguments: list[str]) -> None:
     """In this process: tests/test_error_matrix.py runs lesson 08 as a process, through the same exit path."""
     done = run_here("08_scaling", *arguments)
