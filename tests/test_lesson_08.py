@@ -43,6 +43,27 @@ async def test_each_store_reads_what_the_other_wrote(engine: AsyncEngine) -> Non
     assert await sdk.get_items() == []
 
 
+async def test_a_template_copy_compiles_nothing_and_keeps_the_sdks_behaviour(engine: AsyncEngine) -> None:
+    """Lesson 08's per_request: a new SQLAlchemySession per request compiles its SQL again (counted as
+    SQLAlchemy's cache misses); a copy of one template compiles nothing, and each copy is its own conversation."""
+    per_request = importlib.import_module("session_management.08_scaling.per_request")
+    await create_session_tables(engine)
+    misses = per_request.count_compiles(engine)
+    fresh = await per_request.measure("new object", lambda sid: SQLAlchemySession(sid, engine=engine), 3, misses)
+    make = per_request.sdk_session_factory(engine)
+    copied = await per_request.measure("template copy", make, 3, misses)
+    assert fresh.compiles >= 3 * 3 and copied.compiles == 0, (fresh, copied)
+    first, second = make("copy-1"), make("copy-2")
+    await first.add_items([msg("one"), msg("two", "assistant")])
+    await second.add_items([msg("other")])
+    assert await first.get_items() == [msg("one"), msg("two", "assistant")]
+    assert await first.get_items(limit=1) == [msg("two", "assistant")]
+    assert await SQLAlchemySession("copy-2", engine=engine).get_items() == [msg("other")]
+    assert await first.pop_item() == msg("two", "assistant")
+    await first.clear_session()
+    assert await first.get_items() == [] and await second.get_items() == [msg("other")]
+
+
 def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: str) -> None:
     async def prepare() -> None:
         from session_management.common import create_engine
