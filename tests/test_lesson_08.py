@@ -208,6 +208,14 @@ def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str])
         assert len(lines) > 5
         for line in filter(None, lines):
             assert line in printed, f"README line not printed from results.json: {line!r}"
+    counted = json.loads((folder / "counted.json").read_text())  # the counted run's block, the same way
+    benchmark.print_table([benchmark.Result(**row) for row in counted["results"]])
+    printed_counted = capsys.readouterr().out.splitlines()
+    counted_blocks = readme.split("<!-- counted: the lines below are printed from counted.json by the test -->")[1:]
+    assert len(counted_blocks) == 1, "the README lost its counted block"
+    lines = counted_blocks[0].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert len(lines) > 10 and all(line in printed_counted for line in filter(None, lines))
+    assert counted["run"]["counted"] and f"in {counted['run']['seconds']} s" in readme
     run = document["run"]
     assert f"{run['seconds']:,} s" in readme
     assert all(document["servers"][database]["durable"] for database in ("postgresql", "mysql"))

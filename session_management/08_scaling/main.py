@@ -653,8 +653,8 @@ async def main(args: argparse.Namespace) -> None:
     print(f"\n({time.monotonic() - started:.0f} s)")
     print_table(results)
     if args.json:
-        document = {"run": {"command": " ".join(sys.argv[1:]), "finished": time.strftime("%Y-%m-%d %H:%M UTC",
-                                                                                       time.gmtime()),
+        command = " ".join(redact(part) if "://" in part else part for part in sys.argv[1:])  # no passwords
+        document = {"run": {"command": command, "finished": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime()),
                             "cpus": os.cpu_count(), "seconds": round(time.monotonic() - started),
                             "ping": args.ping, "think": [asdict(t) for t in thinks],
                             "counted": not args.no_count, "versions": package_versions()},
