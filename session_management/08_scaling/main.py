@@ -1,4 +1,4 @@
-"""Lesson 08: measure session stores under concurrency: the SDK's, the course's, the raw driver and the peers.
+"""Lesson 08: measure session stores under concurrency: the SDK's, the course's, the floor and the peers.
 
     uv run python -m session_management.08_scaling.main                                  # offline: SQLite, small
     uv run --group peers python -m session_management.08_scaling.main --database postgres --database mysql \\
@@ -10,7 +10,10 @@ chat service does per message. Every store runs on fresh session ids, one after 
 an order that rotates every round, so all see the same machine; afterwards every conversation is read back and
 checked for lost, duplicated and reordered messages. `--history N` repeats the measurement with N items stored
 in each conversation first, reading everything and reading the last `--limit`. The servers' durability settings
-are read first: a server that acknowledges commits before they reach the disk is refused.
+are read first: a server that acknowledges commits before they reach the disk is refused. `--think` paces turns
+like a chat (model time between read and write, user time between turns). On a server database every store
+talks through a counting proxy (counting.py): round trips, statements and bytes per turn are counted on the
+wire, next to the client's CPU time per turn.
 """
 
 from __future__ import annotations
