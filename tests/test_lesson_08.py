@@ -43,6 +43,27 @@ async def test_each_store_reads_what_the_other_wrote(engine: AsyncEngine) -> Non
     assert await sdk.get_items() == []
 
 
+async def test_a_template_copy_compiles_nothing_and_keeps_the_sdks_behaviour(engine: AsyncEngine) -> None:
+    """Lesson 08's per_request: a new SQLAlchemySession per request compiles its SQL again (counted as
+    SQLAlchemy's cache misses); a copy of one template compiles nothing, and each copy is its own conversation."""
+    per_request = importlib.import_module("session_management.08_scaling.per_request")
+    await create_session_tables(engine)
+    misses = per_request.count_compiles(engine)
+    fresh = await per_request.measure("new object", lambda sid: SQLAlchemySession(sid, engine=engine), 3, misses)
+    make = per_request.sdk_session_factory(engine)
+    copied = await per_request.measure("template copy", make, 3, misses)
+    assert fresh.compiles >= 3 * 3 and copied.compiles == 0, (fresh, copied)
+    first, second = make("copy-1"), make("copy-2")
+    await first.add_items([msg("one"), msg("two", "assistant")])
+    await second.add_items([msg("other")])
+    assert await first.get_items() == [msg("one"), msg("two", "assistant")]
+    assert await first.get_items(limit=1) == [msg("two", "assistant")]
+    assert await SQLAlchemySession("copy-2", engine=engine).get_items() == [msg("other")]
+    assert await first.pop_item() == msg("two", "assistant")
+    await first.clear_session()
+    assert await first.get_items() == [] and await second.get_items() == [msg("other")]
+
+
 def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: str) -> None:
     async def prepare() -> None:
         from session_management.common import create_engine
@@ -91,15 +112,16 @@ def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_pa
     document = json.loads(output.read_text())
     assert document["servers"]["sqlite"]["settings"].keys() == {"journal_mode", "synchronous"}
     assert document["run"]["versions"]["openai-agents"] == "0.24.0" and document["run"]["cpus"] >= 1
+    assert document["run"]["think"] == [{"model_s": 0.0, "pause_s": 0.0}] and document["run"]["counted"] is True
     results = document["results"]
     required = {"store": str, "database": str, "concurrency": int, "history": int, "read": str, "turns": int,
                 "rounds": int, "turns_per_s": float, "turns_per_s_rounds": list, "p50_ms": float, "p99_ms": float,
                 "max_ms": float, "errors": int, "checked": int, "lost": int, "duplicated": int, "misordered": int,
-                "pool_size": int}
+                "pool_size": int, "model_s": float, "pause_s": float, "client_cpu_us_per_turn": float}
     for row in results:
         for key, kind in required.items():
             assert isinstance(row[key], kind), (key, row)
-    stores = {"sdk_sqlalchemy", "course_session", "raw_driver", "sdk_sqlite"}  # the peers only with --peers
+    stores = {"sdk_sqlalchemy", "course_session", "floor", "sdk_sqlite"}  # the peers only with --peers
     assert {row["store"] for row in results} == stores
     assert {row["database"] for row in results} == {"sqlite"}
     cells = sorted({(row["concurrency"], row["history"], row["read"], row["limit"]) for row in results})
@@ -111,6 +133,7 @@ def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_pa
         assert row["rounds"] == 1 and row["turns"] == row["concurrency"] * 3
         assert row["checked"] == row["concurrency"] * (row["history"] + 2 * 3)
         assert row["turns_per_s_rounds"] == [row["turns_per_s"]] and 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["round_trips_per_turn"] is None and row["client_cpu_us_per_turn"] > 0  # SQLite: no wire
     assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     for row in results:  # the printed table is the JSON
         assert f"{row['store']:<15} {row['turns_per_s']:>8.0f}" in done.stdout
@@ -120,17 +143,31 @@ def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_pa
 def test_several_pool_sizes_are_told_apart(run_here: RunHere, tmp_path: Path) -> None:
     """With --pool-size 1,2 every row and ratio names its pool (the table once printed identical-looking rows)."""
     done = run_here("08_scaling", "--concurrency", "2", "--turns", "1", "--pool-size", "1,2", "--store",
-                    "course_session", "--store", "raw_driver")
+                    "course_session", "--store", "floor")
     assert done.returncode == 0, done.stderr
-    rows = [row for row in (line.split() for line in done.stdout.splitlines()) if row[:1] == ["sqlite"]
+    table = done.stdout.split("\nper turn")[0]  # the main table, not the costs table after it
+    rows = [row for row in (line.split() for line in table.splitlines()) if row[:1] == ["sqlite"]
             and row[1].isdigit()]
     assert sorted((row[4], row[5]) for row in rows) == [("course_session", "1"), ("course_session", "2"),
-                                                        ("raw_driver", "1"), ("raw_driver", "2")]
+                                                        ("floor", "1"), ("floor", "2")]
     assert "history=0 full pool=1: course_session = " in done.stdout
     assert "history=0 full pool=2: course_session = " in done.stdout
 
 
-@pytest.mark.parametrize("arguments", [["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
+def test_think_paces_the_turns_and_is_recorded(run_here: RunHere, tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    done = run_here("08_scaling", "--concurrency", "2", "--turns", "2", "--think", "0,0.02/0.03", "--store",
+                    "course_session", "--json", str(output))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(output.read_text())["results"]
+    assert sorted((row["model_s"], row["pause_s"]) for row in rows) == [(0.0, 0.0), (0.02, 0.03)]
+    assert all(row["turns"] == 4 and row["lost"] == 0 for row in rows)
+    assert "think=0.02/0.03: course_session" not in done.stdout  # one store: no ratio lines
+    assert " 0.02/0.03 " in done.stdout  # the table's think column, since two pacings ran
+
+
+@pytest.mark.parametrize("arguments", [["--think", "soon"], ["--think", "1/2/3"], ["--think", "-1"],
+                                       ["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
 def test_bad_benchmark_arguments_are_one_line(run_here: RunHere, arguments: list[str]) -> None:
     """In this process: tests/test_error_matrix.py runs lesson 08 as a process, through the same exit path."""
     done = run_here("08_scaling", *arguments)
@@ -171,6 +208,14 @@ def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str])
         assert len(lines) > 5
         for line in filter(None, lines):
             assert line in printed, f"README line not printed from results.json: {line!r}"
+    counted = json.loads((folder / "counted.json").read_text())  # the counted run's block, the same way
+    benchmark.print_table([benchmark.Result(**row) for row in counted["results"]])
+    printed_counted = capsys.readouterr().out.splitlines()
+    counted_blocks = readme.split("<!-- counted: the lines below are printed from counted.json by the test -->")[1:]
+    assert len(counted_blocks) == 1, "the README lost its counted block"
+    lines = counted_blocks[0].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert len(lines) > 10 and all(line in printed_counted for line in filter(None, lines))
+    assert counted["run"]["counted"] and f"in {counted['run']['seconds']} s" in readme
     run = document["run"]
     assert f"{run['seconds']:,} s" in readme
     assert all(document["servers"][database]["durable"] for database in ("postgresql", "mysql"))

@@ -60,12 +60,19 @@ async def test_every_store_and_peer_keeps_every_message(database_url: str) -> No
     cells = [bench.Cell(3), bench.Cell(3, 5, "full"), bench.Cell(3, 5, "limit")]
     plan = bench.Plan(cells, turns=2, limit=2, rounds=1, peer_rounds=1, stores=names, pool_size=4)
     results = await bench.benchmark(database_url, plan, bench._Silent(), 0)
+    backend = make_url(database_url).get_backend_name()
     assert sorted((r.store, r.history, r.read) for r in results) == sorted(
         (name, cell.history, cell.read) for name in names for cell in cells)
     for r in results:
         assert (r.errors, r.lost, r.duplicated, r.misordered) == (0, 0, 0, 0), r
         assert r.turns == 3 * 2 and r.checked == 3 * (r.history + 2 * 2), r  # exact: nothing missing, nothing extra
-    backend = make_url(database_url).get_backend_name()
+        assert (r.client_cpu_us_per_turn or 0) > 0, r
+        if backend != "sqlite":  # counted on the wire: no store does a turn in fewer than the floor's 2 round trips
+            assert r.round_trips_per_turn is not None and r.round_trips_per_turn >= 2, r
+            assert r.statements_per_turn is not None and r.statements_per_turn >= 2, r
+    if backend != "sqlite":
+        floor = next(r for r in results if r.store == "floor" and r.history == 0)
+        assert (floor.round_trips_per_turn, floor.statements_per_turn) == (2, 2 if backend == "postgresql" else 5)
     assert {"langchain", "adk"} <= set(names)
     assert ("llamaindex" in names) == (backend == "postgresql" and llamaindex())
     engine = create_engine(database_url)

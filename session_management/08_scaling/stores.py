@@ -7,9 +7,10 @@ an entry of `STORES` (name -> opener); the peers (other libraries' stores) regis
 
 from __future__ import annotations
 
+import asyncio
 import json
 from collections.abc import Awaitable, Callable
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from agents import SQLiteSession
 from agents.extensions.memory import SQLAlchemySession
@@ -27,6 +28,7 @@ class TurnStore(Protocol):
     async def clear_session(self) -> None: ...
 
 
+T = TypeVar("T")
 StoreFactory = Callable[[str], TurnStore]
 Close = Callable[[], Awaitable[None]]
 # (url, shared engine, pool size) -> (session_id -> store, cleanup), or None where the store does not apply.
@@ -37,119 +39,149 @@ async def _nothing() -> None:
     pass
 
 
-class RawDriver:
-    """The reference ceiling: the driver itself, no SQLAlchemy. Same SQL work as a careful hand-written store:
-    one SELECT of the history; an upsert of the session row and a multi-row INSERT in one transaction."""
+class Floor:
+    """The reference: the least a durable turn needs, on bare driver connections (no SQLAlchemy, no reset, no
+    ping), opened when needed and handed out last-in-first-out (the warmest connection, whose statements asyncpg
+    has already prepared).
+
+    The write depends on the read (through the model), and a durable write needs its commit, which can travel
+    with it: so a turn is **2 round trips** at best. PostgreSQL: one prepared `SELECT`, and one statement that
+    upserts the session row and inserts the items (a single statement commits on its own). MySQL/MariaDB: a
+    `SELECT` in autocommit mode, and `START TRANSACTION; upsert; INSERT; COMMIT` sent as one request. SQLite: one
+    read, and a `BEGIN IMMEDIATE` ... `COMMIT` write on one connection (a file, not a server: no round trips).
+    """
 
     def __init__(self, url: str, pool_size: int) -> None:
         self.url = make_url(url)
         self.backend = self.url.get_backend_name()
         self.pool_size = pool_size
-        self.pool: Any = None
+        self.idle: asyncio.LifoQueue[Any] = asyncio.LifoQueue()
+        self.connections: list[Any] = []
+        self.opening = 0
 
     async def start(self) -> None:
+        pass  # connections open on first use
+
+    async def acquire(self) -> Any:
+        size = 1 if self.backend == "sqlite" else self.pool_size
+        if self.idle.empty() and self.opening < size:
+            self.opening += 1
+            try:
+                return await self._open()
+            except BaseException:
+                self.opening -= 1
+                raise
+        return await self.idle.get()
+
+    async def _open(self) -> Any:
         u = self.url
         if self.backend == "postgresql":
             import asyncpg
 
-            self.pool = await asyncpg.create_pool(host=u.host, port=u.port or 5432, user=u.username,
-                                                  password=u.password, database=u.database,
-                                                  min_size=1, max_size=self.pool_size)
+            connection = await asyncpg.connect(host=u.host, port=u.port or 5432, user=u.username,
+                                               password=u.password, database=u.database)
         elif self.backend in ("mysql", "mariadb"):
             import aiomysql
 
-            self.pool = await aiomysql.create_pool(host=u.host, port=u.port or 3306, user=u.username,
-                                                   password=u.password or "", db=u.database, minsize=1,
-                                                   maxsize=self.pool_size, autocommit=False, charset="utf8mb4")
+            connection = await aiomysql.connect(host=u.host, port=u.port or 3306, user=u.username,
+                                                password=u.password or "", db=u.database, autocommit=True,
+                                                charset="utf8mb4")
         else:
-            import asyncio
-
             import aiosqlite
 
-            self.pool = await aiosqlite.connect(u.database, isolation_level=None)
-            await self.pool.execute("PRAGMA busy_timeout = 5000")
-            self.lock = asyncio.Lock()  # one connection: SQLite has one writer anyway
+            connection = await aiosqlite.connect(u.database, isolation_level=None)
+            await connection.execute("PRAGMA busy_timeout = 5000")
+        self.connections.append(connection)
+        return connection
 
     async def close(self) -> None:
-        if self.backend in ("mysql", "mariadb"):
-            self.pool.close()
-            await self.pool.wait_closed()
-        else:
-            await self.pool.close()
+        for connection in self.connections:
+            if self.backend in ("mysql", "mariadb"):
+                connection.close()
+            else:
+                await connection.close()
 
     def session(self, session_id: str) -> TurnStore:
-        return _RawSession(self, session_id)
+        return _FloorSession(self, session_id)
 
 
-class _RawSession:
-    def __init__(self, driver: RawDriver, session_id: str) -> None:
-        self.driver, self.session_id = driver, session_id
+class _FloorSession:
+    def __init__(self, floor: Floor, session_id: str) -> None:
+        self.floor, self.session_id = floor, session_id
+
+    async def _call(self, operation: Callable[[Any], Awaitable[T]]) -> T:
+        connection = await self.floor.acquire()
+        try:
+            return await operation(connection)
+        finally:
+            self.floor.idle.put_nowait(connection)
 
     async def get_items(self, limit: int | None = None) -> list[Any]:
-        d, sid = self.driver, self.session_id
-        if limit is None:
-            sql = "SELECT message_data FROM agent_messages WHERE session_id = {} ORDER BY created_at, id"
-        else:  # the newest `limit`, newest first (reversed below), as the SDK's stores do
-            sql = ("SELECT message_data FROM agent_messages WHERE session_id = {} "
-                   f"ORDER BY created_at DESC, id DESC LIMIT {int(limit)}")
-        if d.backend == "postgresql":
-            async with d.pool.acquire() as connection:
-                rows = await connection.fetch(sql.format("$1"), sid)
-        elif d.backend in ("mysql", "mariadb"):
-            async with d.pool.acquire() as connection, connection.cursor() as cursor:
-                await cursor.execute(sql.format("%s"), (sid,))
-                rows = await cursor.fetchall()
-                await connection.commit()
-        else:
-            async with d.lock:
-                rows = await (await d.pool.execute(sql.format("?"), (sid,))).fetchall()
+        backend, sid = self.floor.backend, self.session_id
+        order = "created_at, id" if limit is None else f"created_at DESC, id DESC LIMIT {int(limit)}"
+        sql = f"SELECT message_data FROM agent_messages WHERE session_id = {{}} ORDER BY {order}"
+
+        async def read(connection: Any) -> list[Any]:
+            if backend == "postgresql":
+                return list(await connection.fetch(sql.format("$1"), sid))
+            if backend in ("mysql", "mariadb"):
+                async with connection.cursor() as cursor:
+                    await cursor.execute(sql.format("%s"), (sid,))
+                    return list(await cursor.fetchall())
+            return list(await connection.execute_fetchall(sql.format("?"), (sid,)))
+
+        rows = await self._call(read)
         items = [json.loads(row[0]) for row in rows]
         return items if limit is None else items[::-1]
 
-    async def clear_session(self) -> None:
-        d, sid = self.driver, self.session_id
-        if d.backend == "postgresql":
-            async with d.pool.acquire() as connection:
-                await connection.execute("DELETE FROM agent_sessions WHERE session_id = $1", sid)  # cascades
-        elif d.backend in ("mysql", "mariadb"):
-            async with d.pool.acquire() as connection:
-                async with connection.cursor() as cursor:
-                    await cursor.execute("DELETE FROM agent_messages WHERE session_id = %s", (sid,))
-                    await cursor.execute("DELETE FROM agent_sessions WHERE session_id = %s", (sid,))
-                await connection.commit()
-        else:
-            async with d.lock:
-                await d.pool.execute("DELETE FROM agent_messages WHERE session_id = ?", (sid,))
-                await d.pool.execute("DELETE FROM agent_sessions WHERE session_id = ?", (sid,))
-
     async def add_items(self, items: list[Any]) -> None:
-        d, sid = self.driver, self.session_id
+        backend, sid = self.floor.backend, self.session_id
         data = [json.dumps(item, separators=(",", ":")) for item in items]
-        if d.backend == "postgresql":
-            values = ", ".join(f"($1, ${n + 2})" for n in range(len(data)))
-            async with d.pool.acquire() as connection, connection.transaction():
-                await connection.execute("INSERT INTO agent_sessions (session_id) VALUES ($1) ON CONFLICT "
-                                         "(session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP", sid)
-                await connection.execute(f"INSERT INTO agent_messages (session_id, message_data) VALUES {values}",
-                                         sid, *data)
-        elif d.backend in ("mysql", "mariadb"):
-            values = ", ".join(["(%s, %s)"] * len(data))
-            params = [p for item in data for p in (sid, item)]
-            async with d.pool.acquire() as connection:
+
+        async def write(connection: Any) -> None:
+            if backend == "postgresql":
+                await connection.execute(
+                    "WITH s AS (INSERT INTO agent_sessions (session_id) VALUES ($1) ON CONFLICT (session_id) "
+                    "DO UPDATE SET updated_at = CURRENT_TIMESTAMP RETURNING session_id) "
+                    "INSERT INTO agent_messages (session_id, message_data) SELECT s.session_id, t.data "
+                    "FROM s, unnest($2::text[]) WITH ORDINALITY AS t(data, n) ORDER BY t.n", sid, data)
+            elif backend in ("mysql", "mariadb"):
+                values = ", ".join(["(%s, %s)"] * len(data))
                 async with connection.cursor() as cursor:
-                    await cursor.execute("INSERT INTO agent_sessions (session_id) VALUES (%s) ON DUPLICATE KEY "
-                                         "UPDATE updated_at = CURRENT_TIMESTAMP", (sid,))
-                    await cursor.execute(f"INSERT INTO agent_messages (session_id, message_data) VALUES {values}",
-                                         params)
-                await connection.commit()
-        else:
-            async with d.lock:
-                await d.pool.execute("BEGIN IMMEDIATE")
-                await d.pool.execute("INSERT INTO agent_sessions (session_id) VALUES (?) ON CONFLICT (session_id) "
-                                     "DO UPDATE SET updated_at = CURRENT_TIMESTAMP", (sid,))
-                await d.pool.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
-                                         [(sid, item) for item in data])
-                await d.pool.execute("COMMIT")
+                    await cursor.execute(
+                        "START TRANSACTION; INSERT INTO agent_sessions (session_id) VALUES (%s) ON DUPLICATE KEY "
+                        "UPDATE updated_at = CURRENT_TIMESTAMP; "
+                        f"INSERT INTO agent_messages (session_id, message_data) VALUES {values}; COMMIT",
+                        (sid, *(p for item in data for p in (sid, item))))
+                    while await cursor.nextset():
+                        pass
+            else:
+                await connection.execute("BEGIN IMMEDIATE")
+                await connection.execute("INSERT INTO agent_sessions (session_id) VALUES (?) ON CONFLICT "
+                                         "(session_id) DO UPDATE SET updated_at = CURRENT_TIMESTAMP", (sid,))
+                await connection.executemany("INSERT INTO agent_messages (session_id, message_data) VALUES (?, ?)",
+                                             [(sid, item) for item in data])
+                await connection.execute("COMMIT")
+
+        await self._call(write)
+
+    async def clear_session(self) -> None:
+        backend, sid = self.floor.backend, self.session_id
+
+        async def clear(connection: Any) -> None:
+            if backend == "postgresql":
+                await connection.execute("DELETE FROM agent_sessions WHERE session_id = $1", sid)  # cascades
+            elif backend in ("mysql", "mariadb"):
+                async with connection.cursor() as cursor:
+                    await cursor.execute("DELETE FROM agent_messages WHERE session_id = %s; "
+                                         "DELETE FROM agent_sessions WHERE session_id = %s", (sid, sid))
+                    while await cursor.nextset():
+                        pass
+            else:
+                await connection.execute("DELETE FROM agent_messages WHERE session_id = ?", (sid,))
+                await connection.execute("DELETE FROM agent_sessions WHERE session_id = ?", (sid,))
+
+        await self._call(clear)
 
 
 async def _sdk_sqlalchemy(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
@@ -160,10 +192,10 @@ async def _course_session(url: str, engine: AsyncEngine, pool_size: int) -> tupl
     return (lambda sid: CourseSession(sid, engine=engine)), _nothing
 
 
-async def _raw_driver(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
-    raw = RawDriver(url, pool_size)
-    await raw.start()
-    return raw.session, raw.close
+async def _floor(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close]:
+    floor = Floor(url, pool_size)
+    await floor.start()
+    return floor.session, floor.close
 
 
 async def _sdk_sqlite(url: str, engine: AsyncEngine, pool_size: int) -> tuple[StoreFactory, Close] | None:
@@ -174,10 +206,13 @@ async def _sdk_sqlite(url: str, engine: AsyncEngine, pool_size: int) -> tuple[St
     return (lambda sid: SQLiteSession(sid, path)), _nothing  # its own file: its own tables
 
 
-# The course's stores and the references. A store added here joins every run (peers.PEERS: with --peers).
+# The course's stores and the references (`floor`: the least a turn needs). A store added here joins every run
+# (peers.PEERS: with --peers).
 STORES: dict[str, Opener] = {
     "sdk_sqlalchemy": _sdk_sqlalchemy,
     "course_session": _course_session,
-    "raw_driver": _raw_driver,
+    "floor": _floor,
     "sdk_sqlite": _sdk_sqlite,
 }
+# The stores whose rows are the SDK's tables (the benchmark writes their histories the same way for all three).
+SDK_TABLE_STORES = ("sdk_sqlalchemy", "course_session", "floor")

@@ -11,6 +11,13 @@ Three things the classes need and SQLAlchemy's public API does not quite give, k
 * **A clean pool after cancellation.** The connection always goes back, even when the caller is cancelled
   (repeatedly) while it is being returned; a connection whose statement was interrupted is discarded, not
   handed to the next caller in an unknown state.
+* **No ping in a chat's pauses.** The engine's liveness check (``common/liveness.py``) pings a connection idle
+  for more than a second; in a chat, where the model thinks between a turn's read and its write and the user
+  between turns, that is every checkout, and the ping doubles a turn's round trips. The classes recover from a
+  dead connection themselves instead: a connection the server closed is known closed without a round trip (the
+  check still runs at every checkout), and a read that meets one the server dropped silently is retried on a
+  fresh connection (`dropped`, ``base.CourseSession``). So their checkouts ping only after
+  `PING_AFTER_IDLE_SECONDS`, for what drops connections silently after long idle (firewalls, NAT gateways).
 
 The two private SQLAlchemy names this needs (``QueuePool._max_overflow``, ``_ConnectionFairy._close_special``)
 are used only in this module; ``tests/test_course_session.py`` fails when a SQLAlchemy upgrade changes them.
@@ -30,7 +37,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
+from ..liveness import RETURNED_AT, idle_threshold, known_closed
+
 T = TypeVar("T")
+
+# Idle-dropping firewalls, load balancers and NAT gateways wait minutes (AWS NAT 350 s, Azure 4 min); servers
+# that end idle connections close them, which the checkout sees without a round trip.
+PING_AFTER_IDLE_SECONDS = 30.0
 
 # One FIFO gate per engine and event loop (a semaphore belongs to one loop; an engine disposed on one loop
 # may be used again on another). Weak keys: a collected engine takes its gates with it.
@@ -91,6 +104,12 @@ def _gate(engine: AsyncEngine) -> asyncio.Semaphore | None:
     return loop_local(_gates, engine, lambda: asyncio.Semaphore(max(1, capacity)))
 
 
+def dropped(error: BaseException, borrowed: Borrowed | None) -> bool:
+    """Whether *error* was the connection dying under the statement (the driver now reports it closed), as
+    opposed to the statement failing on a live connection."""
+    return borrowed is not None and not isinstance(error, asyncio.CancelledError) and known_closed(borrowed.driver)
+
+
 def _give_back(raw: PoolProxiedConnection, *, transaction_ended: bool, discard: bool) -> None:
     if discard:
         raw.invalidate()  # the next checkout opens a fresh connection
@@ -108,6 +127,7 @@ class Borrowed:
 
     driver: Any
     transaction_ended: bool = False  # set by the borrower when it committed or rolled back itself
+    used_before: bool = True  # False: opened by this checkout (a failure on it is not a stale connection)
 
 
 @asynccontextmanager
@@ -117,14 +137,19 @@ async def borrow(engine: AsyncEngine) -> AsyncIterator[Borrowed]:
     if gate is not None:
         await gate.acquire()
     try:
-        # The pool's own checkout (pre-ping included), without the Connection objects the SQL layer builds.
-        raw = await engine.raw_connection()
-        borrowed = Borrowed(raw.driver_connection)
+        # The pool's own checkout (its liveness check included), without the Connection objects the SQL layer
+        # builds.
+        with idle_threshold(PING_AFTER_IDLE_SECONDS):
+            raw = await engine.raw_connection()
+        borrowed = Borrowed(raw.driver_connection, used_before=RETURNED_AT in raw.info)
         discard = False
         try:
             yield borrowed
         except asyncio.CancelledError:
             discard = True  # interrupted mid-statement: its state is unknown
+            raise
+        except Exception as error:
+            discard = dropped(error, borrowed)  # a dead connection goes, not back to the pool
             raise
         finally:
             # Not wrapped in settle() (a task per call costs ~5% of a turn): returning never waits on the server
@@ -133,3 +158,24 @@ async def borrow(engine: AsyncEngine) -> AsyncIterator[Borrowed]:
     finally:
         if gate is not None:
             gate.release()
+
+
+READ_ATTEMPTS = 3
+
+
+async def read(engine: AsyncEngine, operation: Callable[[Borrowed], Awaitable[T]]) -> T:
+    """Run a read on a borrowed connection; when that connection turns out to be dead (used before, and the
+    driver reports it closed after the failure), run it again on another. A read changes nothing, so running it
+    twice is safe; a write is never retried this way (whether it landed before the connection died is unknown).
+    """
+    for attempt in range(READ_ATTEMPTS):
+        borrowed: Borrowed | None = None
+        try:
+            async with borrow(engine) as borrowed:
+                return await operation(borrowed)
+        except Exception as error:
+            if attempt == READ_ATTEMPTS - 1 or borrowed is None or not borrowed.used_before \
+                    or not dropped(error, borrowed):
+                raise
+    raise AssertionError("unreachable")
+

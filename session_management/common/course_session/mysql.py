@@ -8,7 +8,7 @@ from typing import Any
 
 import pymysql
 
-from ._pool import Borrowed, borrow
+from ._pool import Borrowed, borrow, read
 from .base import CourseSession
 
 DEADLOCK_RETRIES = 8
@@ -55,12 +55,12 @@ class MySQLCourseSession(CourseSession, dialects=("mysql", "mariadb")):
         return rows
 
     async def _read_all(self) -> list[str]:
-        async with borrow(self.engine) as connection:
-            return [row[0] for row in await self._run(connection, self._select_all, (self.session_id,))]
+        rows = await read(self.engine, lambda connection: self._run(connection, self._select_all, (self.session_id,)))
+        return [row[0] for row in rows]
 
     async def _read_newest(self, count: int) -> list[str]:
-        async with borrow(self.engine) as connection:
-            rows = await self._run(connection, self._select_newest, (self.session_id, count))
+        rows = await read(self.engine, lambda connection: self._run(connection, self._select_newest,
+                                                                    (self.session_id, count)))
         return [row[0] for row in rows]
 
     async def _append(self, payload: list[str]) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ._pool import borrow
+from ._pool import borrow, read
 from .base import CourseSession
 
 
@@ -38,12 +38,12 @@ class PostgresCourseSession(CourseSession, dialects=("postgresql",)):
         self._delete_session = f"DELETE FROM {sessions} WHERE session_id = $1"
 
     async def _read_all(self) -> list[str]:
-        async with borrow(self.engine) as connection:
-            return [row[0] for row in await connection.driver.fetch(self._select_all, self.session_id)]
+        rows = await read(self.engine, lambda connection: connection.driver.fetch(self._select_all, self.session_id))
+        return [row[0] for row in rows]
 
     async def _read_newest(self, count: int) -> list[str]:
-        async with borrow(self.engine) as connection:
-            rows = await connection.driver.fetch(self._select_newest, self.session_id, count)
+        rows = await read(self.engine, lambda connection: connection.driver.fetch(self._select_newest,
+                                                                                   self.session_id, count))
         return [row[0] for row in rows]
 
     async def _append(self, payload: list[str]) -> None:
