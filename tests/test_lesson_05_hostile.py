@@ -56,7 +56,8 @@ async def test_every_error_has_the_documented_shape(client: httpx.AsyncClient) -
 
 
 @pytest.mark.parametrize("query", ["offset=99999999999999999999", "offset=1000001", "offset=-1", "limit=101",
-                                   "limit=99999999999999999999", "limit=1e3", "offset=%00"])
+                                   "limit=99999999999999999999", "limit=1e3", "offset=%00",
+                                   "offset=%2B0.0", "limit=5.0", "limit=%205"])
 async def test_out_of_range_parameters_are_422_on_every_backend(client: httpx.AsyncClient, query: str) -> None:
     body = one_shape(await client.get(f"/api/conversations?{query}", headers=auth(ALICE)), 422)
     assert body["error"] == "invalid request"

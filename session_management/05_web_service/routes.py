@@ -17,12 +17,14 @@ from __future__ import annotations
 
 import asyncio
 import json
+import re
 from collections.abc import AsyncIterator
 from typing import Annotated, Any
 
 from agents import Agent, Runner
 from fastapi import APIRouter, Depends, HTTPException, Query, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
+from pydantic import BeforeValidator
 from sqlalchemy import text
 
 from session_management.common import item_line
@@ -41,6 +43,16 @@ SIGNED_IN = (*ANY, 401, 503)  # a token, and the database
 OWN = (*SIGNED_IN, 404, 422)  # ... and a conversation id that is a uuid and mine
 BODY = (400, 422)  # a JSON body
 MAX_OFFSET = 1_000_000  # a bound, so a huge offset is a 422 and never reaches the database
+
+
+def _digits(value: object) -> object:
+    """Query integers as the schema says ("integer"): digits only. Pydantic alone also takes "+0.0" or " 5"."""
+    if isinstance(value, str) and not re.fullmatch(r"[0-9]{1,9}", value):
+        raise ValueError("must be a whole number written with digits only")
+    return value
+
+
+DIGITS = BeforeValidator(_digits)
 
 
 def the_agent(request: Request) -> Agent:
@@ -82,7 +94,8 @@ async def create_conversation(db: DB, user: User, body: NewConversation | None =
 @router.get("/conversations", response_model=schemas.Page, responses=documented(*SIGNED_IN, 422))
 async def list_conversations(
     db: DB, user: User,
-    limit: Annotated[int, Query(ge=1, le=100)] = 20, offset: Annotated[int, Query(ge=0, le=MAX_OFFSET)] = 0,
+    limit: Annotated[int, Query(ge=1, le=100), DIGITS] = 20,
+    offset: Annotated[int, Query(ge=0, le=MAX_OFFSET), DIGITS] = 0,
 ) -> dict[str, Any]:
     page, total = await store.list_for(db, user, limit, offset)
     next_offset = offset + len(page) if offset + len(page) < total else None
