@@ -5,7 +5,7 @@
 #   bash scripts/db-servers.sh start [postgres|mysql|all]    # prints the export lines for the URLs
 #   bash scripts/db-servers.sh stop  [postgres|mysql|all]
 #   bash scripts/db-servers.sh status [postgres|mysql|all]
-#   bash scripts/db-servers.sh start|stop|status redis|redis-cluster   # Redis (lesson 09), prints REDIS_URL /
+#   bash scripts/db-servers.sh start|stop|status redis|redis-cluster   # Redis (lesson 10), prints REDIS_URL /
 #                                        REDIS_CLUSTER_URL; ports $REDIS_PORT (6379), $REDIS_CLUSTER_PORT (7001-7006)
 #
 #   eval "$(bash scripts/db-servers.sh start)"                # start and export POSTGRES_URL / MYSQL_URL
@@ -14,7 +14,7 @@
 # $DB_SERVERS_DIR (default /tmp/session_management-db); delete it to start from scratch. Ports: $POSTGRES_PORT
 # (default 5432) and $MYSQL_PORT (default 3306). Progress goes to stderr and only the export lines to stdout.
 # Durable by default, like a real server (PostgreSQL fsync, synchronous_commit and full_page_writes on; InnoDB
-# flushing its log at every commit, doublewrite on): lesson 08's benchmark measures what production pays.
+# flushing its log at every commit, doublewrite on): lesson 09's benchmark measures what production pays.
 # DB_SERVERS_FAST=1 trades that for speed (all of them off): a crash of the machine can then lose or corrupt
 # data, and benchmark numbers are flattered (the benchmark warns). Either way the servers are for lessons and
 # tests, never for data you want to keep.
@@ -251,7 +251,7 @@ stop_mysql() {
   fi
 }
 
-# ---- Redis (lesson 09): a standalone server and a cluster of 3 primaries + 3 replicas -----------------------
+# ---- Redis (lesson 10): a standalone server and a cluster of 3 primaries + 3 replicas -----------------------
 RD_PORT=${REDIS_PORT:-6379}
 RC_PORT=${REDIS_CLUSTER_PORT:-7001}  # the cluster's nodes use RC_PORT .. RC_PORT+5 (and +10000 for their bus)
 RD_DIR="$BASE_DIR/redis"

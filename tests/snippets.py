@@ -17,7 +17,7 @@ The convention (documented for contributors in the top-level README):
   - ``<!-- snippet: compile -->``: only compiled, and its imports executed, because it needs something a test
     cannot have (a real API key, a server at a placeholder address, a web framework's runtime). Use sparingly.
   - ``<!-- snippet: excerpt -->``: lines shown from a file of the course, named by the block's first line
-    (``# from session_management/05_web_service/routes.py``); the test checks that the rest of the block stands
+    (``# from session_management/06_web_service/routes.py``); the test checks that the rest of the block stands
     in that file, word for word, so the excerpt cannot drift from the code it shows. Not run, not linted.
 * **What a block prints is checked** (pydantic-ai style): every ``#>`` comment line in a block is a line of
   expected output; the lines the block prints must equal all its ``#>`` lines, in order. ``...`` inside a

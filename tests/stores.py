@@ -115,9 +115,9 @@ STORES: dict[str, Store] = {
     for store in (
         Store("sdk_sqlalchemy", SQL_BACKENDS, sdk_sql_engine, sdk_sqlalchemy, sql_write_raw, compaction_snapshot=True),
         Store("course_session", SQL_BACKENDS, sql_engine, course_session, sql_write_raw, compaction_snapshot=True),
-        # Lesson 10's wrapper over the SDK's store, with a budget the cases never reach: indistinguishable from it.
+        # Lesson 11's wrapper over the SDK's store, with a budget the cases never reach: indistinguishable from it.
         Store("summarizing_sqlalchemy", SQL_BACKENDS, sdk_sql_engine, summarizing_sqlalchemy, sql_write_raw),
-        # Lesson 09: the SDK's RedisSession is the control for the course's store on one server and on a cluster.
+        # Lesson 10: the SDK's RedisSession is the control for the course's store on one server and on a cluster.
         Store("sdk_redis", ("redis",), r.connect_standalone, r.sdk_redis, r.write_raw_sdk),
         Store("course_redis", ("redis",), r.connect_standalone, r.course_redis, r.write_raw_course),
         Store("course_redis_cluster", ("redis-cluster",), r.connect_cluster, r.course_redis, r.write_raw_course),

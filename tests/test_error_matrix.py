@@ -7,7 +7,7 @@ pointed at PostgreSQL's port. The matrix runs each command's ``__main__`` block 
 as the command line, without ~2 s of imports per case); one subprocess per entry point then proves the process
 boundary: the exit status and the single line a terminal shows.
 
-Lessons 05 and 07 pass once their entry points use ``run_main`` (see the issue-11 report).
+Lessons 06 and 08 pass once their entry points use ``run_main`` (see the issue-11 report).
 """
 
 from __future__ import annotations
@@ -90,7 +90,7 @@ MISTAKES = [
     Mistake("missing role mysql", lambda s: with_parts(s.mysql, username="nobody_here"),
             r"refused the user name or password\. -> check the credentials"),
     # A user who may log in but not create tables, in an empty database: the lessons that create the SDK's
-    # tables say which right to grant; lesson 07, which only reads existing tables, says there are none here.
+    # tables say which right to grant; lesson 08, which only reads existing tables, says there are none here.
     Mistake("missing rights postgres", lambda s: s.postgres_no_rights,
             r"(?i)-> grant|has no SDK session tables .*-> .*create them"),
     Mistake("missing rights mysql", lambda s: with_parts(s.mysql, database="mysql"),
@@ -133,19 +133,19 @@ ENTRY_POINTS = [
     EntryPoint("04", "04_encrypted_session", database_only()),
     EntryPoint("04 benchmark", "04_encrypted_session.benchmark",
                database_only("--turns", "1", "--reads", "1", "--rounds", "1")),
-    EntryPoint("05 demo", "05_web_service", database_only()),
-    EntryPoint("05 --serve", "05_web_service",
+    EntryPoint("05 demo", "06_web_service", database_only()),
+    EntryPoint("05 --serve", "06_web_service",
                lambda url, s: ["--serve", "--port", str(free_port()), "--database", url]),
-    EntryPoint("06", "06_schema_migrations", database_only()),
-    EntryPoint("07 demo", "07_session_admin", database_only()),
-    EntryPoint("07 list", "07_session_admin", lambda url, s: ["list", "--database", url]),
-    EntryPoint("07 show", "07_session_admin", lambda url, s: ["show", "someone", "--database", url]),
-    EntryPoint("07 export", "07_session_admin", lambda url, s: ["export", "someone", "--database", url]),
-    EntryPoint("07 import", "07_session_admin",
+    EntryPoint("06", "07_schema_migrations", database_only()),
+    EntryPoint("07 demo", "08_session_admin", database_only()),
+    EntryPoint("07 list", "08_session_admin", lambda url, s: ["list", "--database", url]),
+    EntryPoint("07 show", "08_session_admin", lambda url, s: ["show", "someone", "--database", url]),
+    EntryPoint("07 export", "08_session_admin", lambda url, s: ["export", "someone", "--database", url]),
+    EntryPoint("07 import", "08_session_admin",
                lambda url, s: ["import", import_file(s), "--session-id", "imported", "--database", url]),
-    EntryPoint("07 purge", "07_session_admin", lambda url, s: ["purge", "--older-than", "1d", "--database", url]),
-    EntryPoint("07 stats", "07_session_admin", lambda url, s: ["stats", "--database", url]),
-    EntryPoint("08", "08_scaling", database_only("--concurrency", "1", "--turns", "1")),
+    EntryPoint("07 purge", "08_session_admin", lambda url, s: ["purge", "--older-than", "1d", "--database", url]),
+    EntryPoint("07 stats", "08_session_admin", lambda url, s: ["stats", "--database", url]),
+    EntryPoint("08", "09_scaling", database_only("--concurrency", "1", "--turns", "1")),
     EntryPoint("chat", "session_management", lambda url, s: ["chat", "--database", url]),
 ]
 # Lessons 01 and 03 take no database, only a folder for their SQLite file.
@@ -216,7 +216,7 @@ def test_unwritable_data_dir_is_one_line(entry: EntryPoint, mistake_env: None, t
     check_one_line(code, capfd.readouterr().err, r"Cannot create the folder .*-> choose a folder you can write to")
 
 
-# One process per command module (lesson 07's subcommands share one entry point, so one of them stands for all).
+# One process per command module (lesson 08's subcommands share one entry point, so one of them stands for all).
 PROCESS_CHECKS = [entry for entry in [*ENTRY_POINTS, *DATA_DIR_ENTRY_POINTS]
                   if not entry.name.startswith("07 ") or entry.name == "07 list"]
 

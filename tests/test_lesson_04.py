@@ -165,7 +165,7 @@ async def old_key_history(engine: AsyncEngine, session_id: str, old_key: str, ag
 
 
 async def columns(engine: AsyncEngine, session_id: str) -> tuple[list[str], list[str]]:
-    """The rows' created_at and the session's updated_at: what lesson 07's purge reads."""
+    """The rows' created_at and the session's updated_at: what lesson 08's purge reads."""
     async with engine.connect() as connection:
         created = (await connection.execute(text("SELECT created_at FROM agent_messages WHERE session_id = :s "
                                                  "ORDER BY id"), {"s": session_id})).scalars().all()

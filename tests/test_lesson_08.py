@@ -1,223 +1,259 @@
-"""Lesson 08: the course's store against the SDK's, across processes, and the benchmark's JSON contract.
-
-The behaviour suite (tests/test_session_behaviour.py) already holds CourseSession to every case the SDK's
-store meets; these tests add what only matters between stores and processes.
-"""
+"""Lesson 08: the session admin tool on every backend, with seeded data and real timestamps."""
 
 from __future__ import annotations
 
 import asyncio
 import importlib
 import json
-import subprocess
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from agents.extensions.memory import SQLAlchemySession
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy import text, update
 
-from session_management.common import create_session_tables
-from session_management.common.course_session import CourseSession
-from tests import lessons
+from session_management.common import create_engine, create_session_tables
 from tests.lessons import RunHere
 
-
-def msg(text: str, role: str = "user") -> dict[str, str]:
-    return {"role": role, "content": text}
-
-
-async def test_each_store_reads_what_the_other_wrote(engine: AsyncEngine) -> None:
-    await create_session_tables(engine)
-    sdk, course = SQLAlchemySession("shared", engine=engine), CourseSession("shared", engine=engine)
-    await sdk.add_items([msg("from the SDK 1"), msg("from the SDK 2", "assistant")])
-    await course.add_items([msg("from the course 1 ✓"), msg("from the course 2", "assistant")])
-    await sdk.add_items([msg("from the SDK 3")])
-    expected = [msg("from the SDK 1"), msg("from the SDK 2", "assistant"), msg("from the course 1 ✓"),
-                msg("from the course 2", "assistant"), msg("from the SDK 3")]
-    assert await sdk.get_items() == expected
-    assert await course.get_items() == expected
-    assert await course.get_items(limit=2) == await sdk.get_items(limit=2) == expected[-2:]
-    assert await course.pop_item() == msg("from the SDK 3")
-    assert await sdk.pop_item() == msg("from the course 2", "assistant")
-    await course.clear_session()
-    assert await sdk.get_items() == []
+admin = importlib.import_module("session_management.08_session_admin.main")
+store = importlib.import_module("session_management.08_session_admin.store")
+BIG = {"role": "user", "content": "🚀 naïve 漢字 " + "x" * (1024 * 1024)}
 
 
-async def test_a_template_copy_compiles_nothing_and_keeps_the_sdks_behaviour(engine: AsyncEngine) -> None:
-    """Lesson 08's per_request: a new SQLAlchemySession per request compiles its SQL again (counted as
-    SQLAlchemy's cache misses); a copy of one template compiles nothing, and each copy is its own conversation."""
-    per_request = importlib.import_module("session_management.08_scaling.per_request")
-    await create_session_tables(engine)
-    misses = per_request.count_compiles(engine)
-    fresh = await per_request.measure("new object", lambda sid: SQLAlchemySession(sid, engine=engine), 3, misses)
-    make = per_request.sdk_session_factory(engine)
-    copied = await per_request.measure("template copy", make, 3, misses)
-    assert fresh.compiles >= 3 * 3 and copied.compiles == 0, (fresh, copied)
-    first, second = make("copy-1"), make("copy-2")
-    await first.add_items([msg("one"), msg("two", "assistant")])
-    await second.add_items([msg("other")])
-    assert await first.get_items() == [msg("one"), msg("two", "assistant")]
-    assert await first.get_items(limit=1) == [msg("two", "assistant")]
-    assert await SQLAlchemySession("copy-2", engine=engine).get_items() == [msg("other")]
-    assert await first.pop_item() == msg("two", "assistant")
-    await first.clear_session()
-    assert await first.get_items() == [] and await second.get_items() == [msg("other")]
+def run(capsys: pytest.CaptureFixture[str], *argv: str) -> tuple[int, str, str]:
+    code = admin.main(list(argv))
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
 
 
-def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: str) -> None:
-    async def prepare() -> None:
-        from session_management.common import create_engine
+async def seed(url: str, ages: dict[str, timedelta | None]) -> None:
+    """Sessions with two items each; *ages* moves a session's activity into the past on the database clock."""
+    engine = create_engine(url)
+    try:
+        await create_session_tables(engine)
+        for session_id in ages:
+            await SQLAlchemySession(session_id, engine=engine).add_items(
+                [{"role": "user", "content": f"hello from {session_id}"}, {"role": "assistant", "content": "hi"}])
+        async with engine.begin() as connection:
+            now = await store.database_now(connection)
+            for session_id, age in ages.items():
+                if age is not None:
+                    await connection.execute(update(store.sessions).where(store.sessions.c.session_id == session_id)
+                                             .values(created_at=now - age, updated_at=now - age))
+    finally:
+        await engine.dispose()
 
+
+async def items_of(url: str, session_id: str) -> list[object]:
+    engine = create_engine(url)
+    try:
+        return await SQLAlchemySession(session_id, engine=engine).get_items()
+    finally:
+        await engine.dispose()
+
+
+def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
+    done = run_here("08_session_admin", "--database", database_url)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "[tool call] get_weather" in out and "assistant: Your name is Ada." in out
+    assert "The copy's export is identical to the original's: True" in out
+    assert "would delete 2 sessions (6 items)" in out and "nothing deleted" in out
+    assert "deleted 2 sessions (6 items)" in out
+    final_list = out.split("purge --older-than 30d --prefix demo07-\n")[1].split("--- 5.")[0]
+    assert "demo07-old-40d" not in final_list.split("list --prefix demo07-")[1]
+    assert "Traceback" not in done.stderr
+
+
+def test_list_show_and_stats(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"t-new": None, "t-week": timedelta(days=7), "t-month": timedelta(days=31),
+                                    "other": None}))
+    code, out, _ = run(capsys, "list", "--prefix", "t-", "--json", "--database", database_url)
+    listing = json.loads(out)
+    assert code == 0 and listing["total"] == 3
+    assert [s["session_id"] for s in listing["sessions"]] == ["t-new", "t-week", "t-month"]  # newest first
+    assert all(s["items"] == 2 and s["bytes"] > 0 for s in listing["sessions"])
+    code, out, _ = run(capsys, "list", "--prefix", "t-", "--limit", "2", "--page", "2", "--json", "--database",
+                       database_url)
+    assert [s["session_id"] for s in json.loads(out)["sessions"]] == ["t-month"]
+    code, out, _ = run(capsys, "list", "--active-within", "10d", "--prefix", "t-", "--json", "--database",
+                       database_url)
+    assert [s["session_id"] for s in json.loads(out)["sessions"]] == ["t-new", "t-week"]
+    code, out, _ = run(capsys, "list", "--prefix", "t-", "--database", database_url)
+    assert out.splitlines()[0].split() == ["session_id", "items", "bytes", "first", "activity", "last", "activity"]
+    code, out, _ = run(capsys, "show", "t-week", "--database", database_url)
+    assert code == 0 and "user: hello from t-week" in out and "assistant: hi" in out
+    code, out, _ = run(capsys, "stats", "--json", "--database", database_url)
+    stats = json.loads(out)
+    assert stats["sessions"] == 4 and stats["items"] == 8 and stats["orphan_items"] == 0 and stats["bytes"] > 0
+
+
+def test_export_import_round_trip_is_exact(database_url: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    items = [{"role": "user", "content": "emoji 👩‍💻 and quotes \" ' \\"}, BIG,
+             {"type": "function_call", "name": "f", "arguments": "{\"a\": 1}", "call_id": "c1"}]
+
+    async def write() -> None:
+        engine = create_engine(database_url)
+        try:
+            await create_session_tables(engine)
+            await SQLAlchemySession("orig", engine=engine).add_items(items)
+        finally:
+            await engine.dispose()
+
+    asyncio.run(write())
+    exported, again = tmp_path / "orig.jsonl", tmp_path / "copy.jsonl"
+    assert run(capsys, "export", "orig", "--output", str(exported), "--database", database_url)[0] == 0
+    assert len(exported.read_text(encoding="utf-8").splitlines()) == 1 + 3  # the header, then the items
+    assert run(capsys, "import", str(exported), "--session-id", "copy", "--database", database_url)[0] == 0
+    assert asyncio.run(items_of(database_url, "copy")) == items
+    assert run(capsys, "export", "copy", "--output", str(again), "--database", database_url)[0] == 0
+    assert exported.read_bytes() == again.read_bytes()
+    code, _, err = run(capsys, "import", str(exported), "--session-id", "copy", "--database", database_url)
+    assert code == 2 and "already exists" in err  # no silent merge into an existing session
+
+
+def test_purge_boundaries_and_dry_run(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    window = timedelta(days=30)
+    asyncio.run(seed(database_url, {
+        "inside": window - timedelta(seconds=1),   # active one second inside the window: kept
+        "outside": window + timedelta(seconds=2),  # idle just longer than the window: deleted
+        "fresh": None,
+        "ancient": timedelta(days=400),
+    }))
+    code, out, _ = run(capsys, "purge", "--older-than", "30d", "--dry-run", "--json", "--database", database_url)
+    report = json.loads(out)
+    assert code == 0 and report["dry_run"] and sorted(report["session_ids"]) == ["ancient", "outside"]
+    assert report["items"] == 4
+    assert asyncio.run(items_of(database_url, "outside")) != []  # the dry run deleted nothing
+    code, out, _ = run(capsys, "purge", "--older-than", "30d", "--database", database_url)
+    assert code == 0 and "deleted 2 sessions (4 items)" in out
+    for session_id, kept in (("inside", True), ("fresh", True), ("outside", False), ("ancient", False)):
+        assert bool(asyncio.run(items_of(database_url, session_id))) is kept, session_id
+    code, out, _ = run(capsys, "stats", "--json", "--database", database_url)
+    assert json.loads(out)["orphan_items"] == 0  # messages went with their sessions, on SQLite too
+
+
+def test_bad_arguments_are_one_line_errors(database_url: str, tmp_path: Path,
+                                           capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"someone": None}))
+    malformed = tmp_path / "bad.jsonl"
+    malformed.write_text('{"role": "user", "content": "ok"}\nnot json\n', encoding="utf-8")
+    cases = [
+        (["show", "nobody"], "no session 'nobody'"),
+        (["export", "nobody"], "no session 'nobody'"),
+        (["import", str(tmp_path / "missing.jsonl"), "--session-id", "x"], "cannot read"),
+        (["import", str(malformed), "--session-id", "x"], "bad.jsonl:2: not a JSON item"),
+    ]
+    for argv, message in cases:
+        code, _, err = run(capsys, *argv, "--database", database_url)
+        assert code == 2, argv
+        assert err.startswith("error: ") and message in err and len(err.strip().splitlines()) == 1, err
+    assert asyncio.run(items_of(database_url, "x")) == []  # the malformed file imported nothing
+    with pytest.raises(SystemExit) as exited:
+        admin.main(["purge", "--older-than", "30 days", "--database", database_url])
+    assert exited.value.code == 2
+    assert "invalid duration '30 days'" in capsys.readouterr().err
+
+
+def test_errors_from_the_command_line(run_here: RunHere) -> None:
+    """The command-line path in this process (tests/test_error_matrix.py runs lesson 08 as a process)."""
+    for argv, message in ((["list", "--database", "mysql://u:p@h/d"], "mysql+aiomysql://"),
+                          (["purge", "--older-than", "soon"], "invalid duration")):
+        done = run_here("08_session_admin", *argv)
+        assert done.returncode == 2 and done.stderr.startswith("error: ") and message in done.stderr
+        assert "Traceback" not in done.stderr
+
+
+# --- hostile content, empty input, limits, timestamps ----------------------------------------------------------
+
+def test_show_and_list_render_control_characters_visibly(database_url: str,
+                                                         capsys: pytest.CaptureFixture[str]) -> None:
+    hostile = "\x1b[2J\x1b]0;pwned\x07\x1b[31mred\x9b1m \u202etxt.exe\r\nnext"
+    asyncio.run(seed(database_url, {f"evil\x1b[2J{hostile}": None}))
+    session_id = f"evil\x1b[2J{hostile}"
+
+    async def store_hostile() -> None:
+        engine = create_engine(database_url)
+        try:
+            await SQLAlchemySession(session_id, engine=engine).add_items([{"role": "user", "content": hostile}])
+        finally:
+            await engine.dispose()
+
+    asyncio.run(store_hostile())
+    for argv in (["show", session_id], ["list"], ["stats"], ["show", session_id, "--json"], ["list", "--json"]):
+        code, out, _ = run(capsys, *argv, "--database", database_url)
+        assert code == 0, argv
+        assert not any(char in out for char in "\x1b\x07\x9b\u202e\r"), (argv, out)
+    code, out, _ = run(capsys, "show", session_id, "--database", database_url)
+    assert "user: \\x1b[2J\\x1b]0;pwned\\x07\\x1b[31mred\\x9b1m \\u202etxt.exe\\r\\nnext" in out  # visible, not lost
+
+
+def test_list_and_stats_on_an_empty_store_and_no_match(database_url: str,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    async def empty_tables() -> None:
         engine = create_engine(database_url)
         try:
             await create_session_tables(engine)
         finally:
             await engine.dispose()
 
-    asyncio.run(prepare())
-    processes, sessions, turns = 4, 25, 10
-    workers = [subprocess.Popen([lessons.PYTHON, "-m", "tests.lesson08_worker", database_url, str(p), str(sessions),
-                                 str(turns)], cwd=lessons.REPO_ROOT, stderr=subprocess.PIPE, text=True)
-               for p in range(processes)]
-    for worker in workers:
-        _, errors = worker.communicate(timeout=240)
-        assert worker.returncode == 0, errors
+    asyncio.run(empty_tables())
+    code, out, err = run(capsys, "stats", "--database", database_url)
+    assert code == 0 and "sessions" in out and "Traceback" not in err
+    asyncio.run(seed(database_url, {"someone": None}))
+    for argv in (["list", "--prefix", "nope"], ["list", "--page", "9"], ["stats", "--top", "1"]):
+        code, out, err = run(capsys, *argv, "--database", database_url)
+        assert code == 0 and err == "", (argv, err)
+    code, out, _ = run(capsys, "list", "--prefix", "nope", "--database", database_url)
+    assert out.splitlines()[-1].startswith("page 1 of 1, 0 sessions")
 
-    async def verify() -> None:
-        from session_management.common import create_engine
 
+def test_import_refuses_a_file_without_items(database_url: str, tmp_path: Path,
+                                             capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"someone": None}))
+    header_only = tmp_path / "header.jsonl"
+    header_only.write_text('{"agents_session_export":1,"created_at":"2026-01-01 00:00:00",'
+                           '"updated_at":"2026-01-01 00:00:00"}\n', encoding="utf-8")
+    for path in (tmp_path / "empty.jsonl", header_only):
+        if not path.exists():
+            path.write_text("", encoding="utf-8")
+        code, _, err = run(capsys, "import", str(path), "--session-id", "ghost", "--database", database_url)
+        assert code == 2 and "holds no session items" in err and len(err.strip().splitlines()) == 1
+    code, out, _ = run(capsys, "list", "--prefix", "ghost", "--json", "--database", database_url)
+    assert json.loads(out)["total"] == 0  # no empty session was created
+
+
+def test_export_import_keeps_the_session_times(database_url: str, tmp_path: Path,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"old": timedelta(days=90)}))
+    exported = tmp_path / "nested" / "old.jsonl"  # the folder is created
+    assert run(capsys, "export", "old", "--output", str(exported), "--database", database_url)[0] == 0
+    assert run(capsys, "import", str(exported), "--session-id", "restored", "--database", database_url)[0] == 0
+    code, out, _ = run(capsys, "list", "--json", "--database", database_url)
+    listed = {s["session_id"]: s for s in json.loads(out)["sessions"]}
+    assert listed["restored"]["last_activity"] == listed["old"]["last_activity"]
+    assert listed["restored"]["first_activity"] == listed["old"]["first_activity"]
+    code, out, _ = run(capsys, "purge", "--older-than", "30d", "--dry-run", "--json", "--database", database_url)
+    assert sorted(json.loads(out)["session_ids"]) == ["old", "restored"]  # restored old is still old
+
+
+@pytest.mark.parametrize("backend", ["mysql"])
+def test_an_item_larger_than_max_allowed_packet_names_the_setting(database_url: str, tmp_path: Path,
+                                                                  capsys: pytest.CaptureFixture[str]) -> None:
+    asyncio.run(seed(database_url, {"someone": None}))
+
+    async def packet_limit() -> int:
         engine = create_engine(database_url)
         try:
-            for number in range(sessions):
-                contents = [item["content"] for item in await CourseSession(f"mp-{number}", engine=engine).get_items()]
-                assert len(contents) == processes * turns * 2 and len(set(contents)) == len(contents)
-                for p in range(processes):
-                    own = [c for c in contents if c.startswith(f"p{p}-")]
-                    assert own == [f"p{p}-t{t}-{part}" for t in range(turns) for part in ("q", "a")]
-                for index in range(0, len(contents), 2):  # each add_items batch stays together
-                    assert contents[index][:-1] == contents[index + 1][:-1]
+            async with engine.connect() as connection:
+                return int(await connection.scalar(text("SELECT @@max_allowed_packet")))
         finally:
             await engine.dispose()
 
-    asyncio.run(verify())
-
-
-def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_path: Path) -> None:
-    output = tmp_path / "results.json"
-    plot = tmp_path / "results.png"
-    done = run_here("08_scaling", "--history", "2,4", "--history-concurrency", "2", "--limit", "3",
-                    "--json", str(output), "--plot", str(plot))
-    assert done.returncode == 0, done.stderr
-    assert "progress: " in done.stderr  # the progress bar, in its non-terminal form
-    document = json.loads(output.read_text())
-    assert document["servers"]["sqlite"]["settings"].keys() == {"journal_mode", "synchronous"}
-    assert document["run"]["versions"]["openai-agents"] == "0.24.0" and document["run"]["cpus"] >= 1
-    assert document["run"]["think"] == [{"model_s": 0.0, "pause_s": 0.0}] and document["run"]["counted"] is True
-    results = document["results"]
-    required = {"store": str, "database": str, "concurrency": int, "history": int, "read": str, "turns": int,
-                "rounds": int, "turns_per_s": float, "turns_per_s_rounds": list, "p50_ms": float, "p99_ms": float,
-                "max_ms": float, "errors": int, "checked": int, "lost": int, "duplicated": int, "misordered": int,
-                "pool_size": int, "model_s": float, "pause_s": float, "client_cpu_us_per_turn": float}
-    for row in results:
-        for key, kind in required.items():
-            assert isinstance(row[key], kind), (key, row)
-    stores = {"sdk_sqlalchemy", "course_session", "floor", "sdk_sqlite"}  # the peers only with --peers
-    assert {row["store"] for row in results} == stores
-    assert {row["database"] for row in results} == {"sqlite"}
-    cells = sorted({(row["concurrency"], row["history"], row["read"], row["limit"]) for row in results})
-    assert cells == [(1, 0, "full", None), (2, 2, "full", None), (2, 2, "limit", 3), (2, 4, "full", None),
-                     (2, 4, "limit", 3), (10, 0, "full", None)]
-    assert len(results) == len(cells) * len(stores)
-    for row in results:  # the offline default: 3 turns, one round; every message read back, none lost
-        assert row["errors"] == row["lost"] == row["duplicated"] == row["misordered"] == 0
-        assert row["rounds"] == 1 and row["turns"] == row["concurrency"] * 3
-        assert row["checked"] == row["concurrency"] * (row["history"] + 2 * 3)
-        assert row["turns_per_s_rounds"] == [row["turns_per_s"]] and 0 < row["p50_ms"] <= row["p99_ms"]
-        assert row["round_trips_per_turn"] is None and row["client_cpu_us_per_turn"] > 0  # SQLite: no wire
-    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
-    for row in results:  # the printed table is the JSON
-        assert f"{row['store']:<15} {row['turns_per_s']:>8.0f}" in done.stdout
-    assert "cost against history length (C=2):" in done.stdout
-
-
-def test_several_pool_sizes_are_told_apart(run_here: RunHere, tmp_path: Path) -> None:
-    """With --pool-size 1,2 every row and ratio names its pool (the table once printed identical-looking rows)."""
-    done = run_here("08_scaling", "--concurrency", "2", "--turns", "1", "--pool-size", "1,2", "--store",
-                    "course_session", "--store", "floor")
-    assert done.returncode == 0, done.stderr
-    table = done.stdout.split("\nper turn")[0]  # the main table, not the costs table after it
-    rows = [row for row in (line.split() for line in table.splitlines()) if row[:1] == ["sqlite"]
-            and row[1].isdigit()]
-    assert sorted((row[4], row[5]) for row in rows) == [("course_session", "1"), ("course_session", "2"),
-                                                        ("floor", "1"), ("floor", "2")]
-    assert "history=0 full pool=1: course_session = " in done.stdout
-    assert "history=0 full pool=2: course_session = " in done.stdout
-
-
-def test_think_paces_the_turns_and_is_recorded(run_here: RunHere, tmp_path: Path) -> None:
-    output = tmp_path / "results.json"
-    done = run_here("08_scaling", "--concurrency", "2", "--turns", "2", "--think", "0,0.02/0.03", "--store",
-                    "course_session", "--json", str(output))
-    assert done.returncode == 0, done.stderr
-    rows = json.loads(output.read_text())["results"]
-    assert sorted((row["model_s"], row["pause_s"]) for row in rows) == [(0.0, 0.0), (0.02, 0.03)]
-    assert all(row["turns"] == 4 and row["lost"] == 0 for row in rows)
-    assert "think=0.02/0.03: course_session" not in done.stdout  # one store: no ratio lines
-    assert " 0.02/0.03 " in done.stdout  # the table's think column, since two pacings ran
-
-
-@pytest.mark.parametrize("arguments", [["--think", "soon"], ["--think", "1/2/3"], ["--think", "-1"],
-                                       ["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
-def test_bad_benchmark_arguments_are_one_line(run_here: RunHere, arguments: list[str]) -> None:
-    """In this process: tests/test_error_matrix.py runs lesson 08 as a process, through the same exit path."""
-    done = run_here("08_scaling", *arguments)
-    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
-
-
-@pytest.mark.parametrize("backend", ["postgres"])
-def test_pgbouncer_shows_the_failure_and_the_fix(run_here: RunHere, database_url: str) -> None:
-    import os
-    import shutil
-
-    if not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
-        if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
-            pytest.fail("PgBouncer is not installed (apt-get install pgbouncer)")
-        pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
-    done = run_here("session_management.08_scaling.pgbouncer_demo", "--database", database_url)
-    assert done.returncode == 0, done.stderr
-    defaults, fixed = done.stdout.split("caches off ---")
-    failures = [int(part.split("failed:")[1].split()[0]) for part in defaults.splitlines() if "failed:" in part]
-    assert len(failures) == 2 and all(count > 0 for count in failures)
-    assert "prepared statement" in defaults and "does not exist" in defaults
-    assert fixed.count("turns ok: 120, failed:   0") == 2
-
-
-def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str]) -> None:
-    """Every line of the README's result blocks is printed by the benchmark from the committed results.json, and
-    the README names that run's command and duration: no number in the README without the run behind it."""
-    folder = lessons.REPO_ROOT / "session_management" / "08_scaling"
-    benchmark = importlib.import_module("session_management.08_scaling.main")
-    document = json.loads((folder / "results.json").read_text())
-    benchmark.print_table([benchmark.Result(**row) for row in document["results"]])
-    printed = capsys.readouterr().out.splitlines()
-    readme = (folder / "README.md").read_text()
-    blocks = readme.split("<!-- results: the lines below are printed from results.json by the test -->")[1:]
-    assert len(blocks) >= 2, "the README lost its result blocks"
-    for block in blocks:
-        lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
-        assert len(lines) > 5
-        for line in filter(None, lines):
-            assert line in printed, f"README line not printed from results.json: {line!r}"
-    counted = json.loads((folder / "counted.json").read_text())  # the counted run's block, the same way
-    benchmark.print_table([benchmark.Result(**row) for row in counted["results"]])
-    printed_counted = capsys.readouterr().out.splitlines()
-    counted_blocks = readme.split("<!-- counted: the lines below are printed from counted.json by the test -->")[1:]
-    assert len(counted_blocks) == 1, "the README lost its counted block"
-    lines = counted_blocks[0].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
-    assert len(lines) > 10 and all(line in printed_counted for line in filter(None, lines))
-    assert counted["run"]["counted"] and f"in {counted['run']['seconds']} s" in readme
-    run = document["run"]
-    assert f"{run['seconds']:,} s" in readme
-    assert all(document["servers"][database]["durable"] for database in ("postgresql", "mysql"))
-    flat = " ".join(readme.replace("\\\n", " ").split())  # the README's command, its line breaks joined
-    assert run["command"] in flat, f"the README does not show the run's command: {run['command']}"
+    huge = tmp_path / "huge.jsonl"
+    item = json.dumps({"role": "user", "content": "x" * (asyncio.run(packet_limit()) + 1)})
+    huge.write_text('{"role":"user","content":"small"}\n' + item + "\n", encoding="utf-8")
+    code, _, err = run(capsys, "import", str(huge), "--session-id", "huge", "--database", database_url)
+    assert code == 2 and "huge.jsonl:2:" in err and "max_allowed_packet" in err, err
+    assert asyncio.run(items_of(database_url, "huge")) == []  # nothing imported

@@ -1,117 +1,223 @@
-"""Lesson 09 as a reader runs it: the first command starts its own Redis (or cluster) and removes it after;
-without `redis-server`, or with a Redis that does not answer, one line and exit status 2."""
+"""Lesson 09: the course's store against the SDK's, across processes, and the benchmark's JSON contract.
+
+The behaviour suite (tests/test_session_behaviour.py) already holds CourseSession to every case the SDK's
+store meets; these tests add what only matters between stores and processes.
+"""
 
 from __future__ import annotations
 
-import os
-import tempfile
+import asyncio
+import importlib
+import json
+import subprocess
 from pathlib import Path
 
 import pytest
+from agents.extensions.memory import SQLAlchemySession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import CourseError, load_env
-from session_management.common.redis_cluster_session import RedisClusterSession
-from session_management.common.redis_connect import configured_url, open_redis
+from session_management.common import create_session_tables
+from session_management.common.course_session import CourseSession
 from tests import lessons
-from tests.backends import require_all_backends
 from tests.lessons import RunHere
-from tests.redis_stores import require_redis_server
-
-LESSON = "session_management.09_redis_session.main"
 
 
-@pytest.fixture
-def env(lesson_env: dict[str, str]) -> dict[str, str]:
-    lesson_env["REDIS_URL"] = ""  # set-but-empty: a developer's .env cannot point the run elsewhere
-    lesson_env["REDIS_CLUSTER_URL"] = ""
-    return lesson_env
+def msg(text: str, role: str = "user") -> dict[str, str]:
+    return {"role": role, "content": text}
 
 
-def throwaway_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("course-redis-*")}
+async def test_each_store_reads_what_the_other_wrote(engine: AsyncEngine) -> None:
+    await create_session_tables(engine)
+    sdk, course = SQLAlchemySession("shared", engine=engine), CourseSession("shared", engine=engine)
+    await sdk.add_items([msg("from the SDK 1"), msg("from the SDK 2", "assistant")])
+    await course.add_items([msg("from the course 1 ✓"), msg("from the course 2", "assistant")])
+    await sdk.add_items([msg("from the SDK 3")])
+    expected = [msg("from the SDK 1"), msg("from the SDK 2", "assistant"), msg("from the course 1 ✓"),
+                msg("from the course 2", "assistant"), msg("from the SDK 3")]
+    assert await sdk.get_items() == expected
+    assert await course.get_items() == expected
+    assert await course.get_items(limit=2) == await sdk.get_items(limit=2) == expected[-2:]
+    assert await course.pop_item() == msg("from the SDK 3")
+    assert await sdk.pop_item() == msg("from the course 2", "assistant")
+    await course.clear_session()
+    assert await sdk.get_items() == []
 
 
-def test_the_lesson_on_a_throwaway_server(env: dict[str, str], run_here: RunHere) -> None:
-    """In this process; as a first command from a clean tree, as a process: tests/test_first_command.py."""
-    require_redis_server()
-    before = throwaway_dirs()
-    done = run_here(LESSON, env=env)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "(throwaway, started for this run)" in out
-    assert "agent: Your name is Ada." in out
-    assert "lesson09:ada                       hash  3 fields" in out
-    assert "lesson09:ada:messages              list  4 items" in out
-    assert "shop sees    ['I want to buy a kettle.']" in out and "support sees ['My kettle is broken.']" in out
-    assert "1.2 s later: 0 items, EXISTS -> 0" in out
-    assert "then a crash (SIGKILL)   -> 0 items after the restart" in out
-    assert "then a clean shutdown (SIGTERM saves)  -> 1 item after the restart" in out
-    assert "(appendonly yes, appendfsync everysec), then a crash   -> 1 item after the restart" in out
-    assert throwaway_dirs() == before  # the server and its directory are gone
+async def test_a_template_copy_compiles_nothing_and_keeps_the_sdks_behaviour(engine: AsyncEngine) -> None:
+    """Lesson 09's per_request: a new SQLAlchemySession per request compiles its SQL again (counted as
+    SQLAlchemy's cache misses); a copy of one template compiles nothing, and each copy is its own conversation."""
+    per_request = importlib.import_module("session_management.09_scaling.per_request")
+    await create_session_tables(engine)
+    misses = per_request.count_compiles(engine)
+    fresh = await per_request.measure("new object", lambda sid: SQLAlchemySession(sid, engine=engine), 3, misses)
+    make = per_request.sdk_session_factory(engine)
+    copied = await per_request.measure("template copy", make, 3, misses)
+    assert fresh.compiles >= 3 * 3 and copied.compiles == 0, (fresh, copied)
+    first, second = make("copy-1"), make("copy-2")
+    await first.add_items([msg("one"), msg("two", "assistant")])
+    await second.add_items([msg("other")])
+    assert await first.get_items() == [msg("one"), msg("two", "assistant")]
+    assert await first.get_items(limit=1) == [msg("two", "assistant")]
+    assert await SQLAlchemySession("copy-2", engine=engine).get_items() == [msg("other")]
+    assert await first.pop_item() == msg("two", "assistant")
+    await first.clear_session()
+    assert await first.get_items() == [] and await second.get_items() == [msg("other")]
 
 
-def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHere) -> None:
-    require_redis_server()
-    done = run_here(LESSON, "--database", "redis-cluster", env=env)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert out.count("  replica :") == 3  # three primaries, a replica each
-    assert "add_items() -> TypeError: RedisSession does not support transactions with RedisCluster clients." in out
-    assert "agent: Your name is Ada." in out
-    assert "lesson09:{ada}               slot 5938" in out and "lesson09:{ada}:messages      slot 5938" in out
-    assert "10 items acknowledged,\n      10 of them lost when the replica took over" in out
-    assert "5 of 5 writes reported NOT replicated; the caller" in out
-    assert "0 confirmed items lost, 10 re-sent items present" in out
-    assert "Replica frozen (lagging, still connected), WAIT 1: 5 of 5 writes reported NOT replicated;\n" \
-           "      0 confirmed items lost when it took over" in out
-    assert "15 of 15 conversations took another turn" in out
-    assert "turns acknowledged" in out and ", lost 0; items stored twice: 0" in out
-    assert "20 of 20 conversations now live on the new primary" in out
-    assert "20 of 20 conversations complete and in order" in out
+def test_four_processes_writing_to_the_same_sessions_lose_nothing(database_url: str) -> None:
+    async def prepare() -> None:
+        from session_management.common import create_engine
 
-
-def test_without_redis_server_one_line_and_exit_2(env: dict[str, str], run_here: RunHere) -> None:
-    env["PATH"] = os.path.dirname(lessons.PYTHON)  # the venv's python, no redis-server
-    done = run_here(LESSON, env=env)  # in this process: the lesson's first command is a process above
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: redis-server is not installed")
-    assert "apt-get install redis-server" in done.stderr and "brew install redis" in done.stderr
-    assert "docker run" in done.stderr and "Traceback" not in done.stderr
-
-
-def test_a_cluster_without_redis_server_names_the_cluster_variable(env: dict[str, str], run_here: RunHere) -> None:
-    env["PATH"] = os.path.dirname(lessons.PYTHON)
-    done = run_here(LESSON, "--database", "redis-cluster", env=env)
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: redis-server is not installed, and no Redis is configured "
-                                  "(REDIS_CLUSTER_URL)")
-    assert "REDIS_CLUSTER_URL=redis://127.0.0.1:7001/0" in done.stderr and "REDIS_URL=" not in done.stderr
-
-
-async def test_a_redis_that_does_not_answer_is_one_clear_error() -> None:
-    with pytest.raises(CourseError, match="does not answer"):
-        async with open_redis("redis://127.0.0.1:1/0"):
-            pass
-    with pytest.raises(CourseError, match="is not a Redis database"):
-        configured_url("postgres")
-
-
-@pytest.mark.parametrize("name", ["redis", "redis-cluster"])
-async def test_the_configured_servers_serve_the_course_store(name: str) -> None:
-    """REDIS_URL / REDIS_CLUSTER_URL (CI: scripts/db-servers.sh start redis|redis-cluster) reach the right kind of
-    server, and the course's store round-trips a conversation there."""
-    variable = "REDIS_CLUSTER_URL" if name == "redis-cluster" else "REDIS_URL"
-    load_env()
-    if not os.environ.get(variable):
-        message = f"{name} unavailable: {variable} is not set (bash scripts/db-servers.sh start {name})"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
-    async with open_redis(name) as target:
-        assert target.lab is None and target.cluster == (name == "redis-cluster")
-        session = RedisClusterSession(f"test-configured-{os.getpid()}", redis_client=target.client)
+        engine = create_engine(database_url)
         try:
-            await session.add_items([{"role": "user", "content": "hello"}])
-            assert await session.get_items() == [{"role": "user", "content": "hello"}]
+            await create_session_tables(engine)
         finally:
-            await session.clear_session()
+            await engine.dispose()
+
+    asyncio.run(prepare())
+    processes, sessions, turns = 4, 25, 10
+    workers = [subprocess.Popen([lessons.PYTHON, "-m", "tests.lesson09_worker", database_url, str(p), str(sessions),
+                                 str(turns)], cwd=lessons.REPO_ROOT, stderr=subprocess.PIPE, text=True)
+               for p in range(processes)]
+    for worker in workers:
+        _, errors = worker.communicate(timeout=240)
+        assert worker.returncode == 0, errors
+
+    async def verify() -> None:
+        from session_management.common import create_engine
+
+        engine = create_engine(database_url)
+        try:
+            for number in range(sessions):
+                contents = [item["content"] for item in await CourseSession(f"mp-{number}", engine=engine).get_items()]
+                assert len(contents) == processes * turns * 2 and len(set(contents)) == len(contents)
+                for p in range(processes):
+                    own = [c for c in contents if c.startswith(f"p{p}-")]
+                    assert own == [f"p{p}-t{t}-{part}" for t in range(turns) for part in ("q", "a")]
+                for index in range(0, len(contents), 2):  # each add_items batch stays together
+                    assert contents[index][:-1] == contents[index + 1][:-1]
+        finally:
+            await engine.dispose()
+
+    asyncio.run(verify())
+
+
+def test_the_offline_benchmark_keeps_its_json_contract(run_here: RunHere, tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    plot = tmp_path / "results.png"
+    done = run_here("09_scaling", "--history", "2,4", "--history-concurrency", "2", "--limit", "3",
+                    "--json", str(output), "--plot", str(plot))
+    assert done.returncode == 0, done.stderr
+    assert "progress: " in done.stderr  # the progress bar, in its non-terminal form
+    document = json.loads(output.read_text())
+    assert document["servers"]["sqlite"]["settings"].keys() == {"journal_mode", "synchronous"}
+    assert document["run"]["versions"]["openai-agents"] == "0.24.0" and document["run"]["cpus"] >= 1
+    assert document["run"]["think"] == [{"model_s": 0.0, "pause_s": 0.0}] and document["run"]["counted"] is True
+    results = document["results"]
+    required = {"store": str, "database": str, "concurrency": int, "history": int, "read": str, "turns": int,
+                "rounds": int, "turns_per_s": float, "turns_per_s_rounds": list, "p50_ms": float, "p99_ms": float,
+                "max_ms": float, "errors": int, "checked": int, "lost": int, "duplicated": int, "misordered": int,
+                "pool_size": int, "model_s": float, "pause_s": float, "client_cpu_us_per_turn": float}
+    for row in results:
+        for key, kind in required.items():
+            assert isinstance(row[key], kind), (key, row)
+    stores = {"sdk_sqlalchemy", "course_session", "floor", "sdk_sqlite"}  # the peers only with --peers
+    assert {row["store"] for row in results} == stores
+    assert {row["database"] for row in results} == {"sqlite"}
+    cells = sorted({(row["concurrency"], row["history"], row["read"], row["limit"]) for row in results})
+    assert cells == [(1, 0, "full", None), (2, 2, "full", None), (2, 2, "limit", 3), (2, 4, "full", None),
+                     (2, 4, "limit", 3), (10, 0, "full", None)]
+    assert len(results) == len(cells) * len(stores)
+    for row in results:  # the offline default: 3 turns, one round; every message read back, none lost
+        assert row["errors"] == row["lost"] == row["duplicated"] == row["misordered"] == 0
+        assert row["rounds"] == 1 and row["turns"] == row["concurrency"] * 3
+        assert row["checked"] == row["concurrency"] * (row["history"] + 2 * 3)
+        assert row["turns_per_s_rounds"] == [row["turns_per_s"]] and 0 < row["p50_ms"] <= row["p99_ms"]
+        assert row["round_trips_per_turn"] is None and row["client_cpu_us_per_turn"] > 0  # SQLite: no wire
+    assert plot.stat().st_size > 10_000 and plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    for row in results:  # the printed table is the JSON
+        assert f"{row['store']:<15} {row['turns_per_s']:>8.0f}" in done.stdout
+    assert "cost against history length (C=2):" in done.stdout
+
+
+def test_several_pool_sizes_are_told_apart(run_here: RunHere, tmp_path: Path) -> None:
+    """With --pool-size 1,2 every row and ratio names its pool (the table once printed identical-looking rows)."""
+    done = run_here("09_scaling", "--concurrency", "2", "--turns", "1", "--pool-size", "1,2", "--store",
+                    "course_session", "--store", "floor")
+    assert done.returncode == 0, done.stderr
+    table = done.stdout.split("\nper turn")[0]  # the main table, not the costs table after it
+    rows = [row for row in (line.split() for line in table.splitlines()) if row[:1] == ["sqlite"]
+            and row[1].isdigit()]
+    assert sorted((row[4], row[5]) for row in rows) == [("course_session", "1"), ("course_session", "2"),
+                                                        ("floor", "1"), ("floor", "2")]
+    assert "history=0 full pool=1: course_session = " in done.stdout
+    assert "history=0 full pool=2: course_session = " in done.stdout
+
+
+def test_think_paces_the_turns_and_is_recorded(run_here: RunHere, tmp_path: Path) -> None:
+    output = tmp_path / "results.json"
+    done = run_here("09_scaling", "--concurrency", "2", "--turns", "2", "--think", "0,0.02/0.03", "--store",
+                    "course_session", "--json", str(output))
+    assert done.returncode == 0, done.stderr
+    rows = json.loads(output.read_text())["results"]
+    assert sorted((row["model_s"], row["pause_s"]) for row in rows) == [(0.0, 0.0), (0.02, 0.03)]
+    assert all(row["turns"] == 4 and row["lost"] == 0 for row in rows)
+    assert "think=0.02/0.03: course_session" not in done.stdout  # one store: no ratio lines
+    assert " 0.02/0.03 " in done.stdout  # the table's think column, since two pacings ran
+
+
+@pytest.mark.parametrize("arguments", [["--think", "soon"], ["--think", "1/2/3"], ["--think", "-1"],
+                                       ["--concurrency", "ten"], ["--turns", "0"], ["--database", "postgresql://x/y"]])
+def test_bad_benchmark_arguments_are_one_line(run_here: RunHere, arguments: list[str]) -> None:
+    """In this process: tests/test_error_matrix.py runs lesson 09 as a process, through the same exit path."""
+    done = run_here("09_scaling", *arguments)
+    assert done.returncode == 2 and done.stderr.startswith("error: ") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize("backend", ["postgres"])
+def test_pgbouncer_shows_the_failure_and_the_fix(run_here: RunHere, database_url: str) -> None:
+    import os
+    import shutil
+
+    if not (shutil.which("pgbouncer") or os.path.exists("/usr/sbin/pgbouncer")):
+        if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
+            pytest.fail("PgBouncer is not installed (apt-get install pgbouncer)")
+        pytest.skip("PgBouncer is not installed (apt-get install pgbouncer)")
+    done = run_here("session_management.09_scaling.pgbouncer_demo", "--database", database_url)
+    assert done.returncode == 0, done.stderr
+    defaults, fixed = done.stdout.split("caches off ---")
+    failures = [int(part.split("failed:")[1].split()[0]) for part in defaults.splitlines() if "failed:" in part]
+    assert len(failures) == 2 and all(count > 0 for count in failures)
+    assert "prepared statement" in defaults and "does not exist" in defaults
+    assert fixed.count("turns ok: 120, failed:   0") == 2
+
+
+def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str]) -> None:
+    """Every line of the README's result blocks is printed by the benchmark from the committed results.json, and
+    the README names that run's command and duration: no number in the README without the run behind it."""
+    folder = lessons.REPO_ROOT / "session_management" / "09_scaling"
+    benchmark = importlib.import_module("session_management.09_scaling.main")
+    document = json.loads((folder / "results.json").read_text())
+    benchmark.print_table([benchmark.Result(**row) for row in document["results"]])
+    printed = capsys.readouterr().out.splitlines()
+    readme = (folder / "README.md").read_text()
+    blocks = readme.split("<!-- results: the lines below are printed from results.json by the test -->")[1:]
+    assert len(blocks) >= 2, "the README lost its result blocks"
+    for block in blocks:
+        lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+        assert len(lines) > 5
+        for line in filter(None, lines):
+            assert line in printed, f"README line not printed from results.json: {line!r}"
+    counted = json.loads((folder / "counted.json").read_text())  # the counted run's block, the same way
+    benchmark.print_table([benchmark.Result(**row) for row in counted["results"]])
+    printed_counted = capsys.readouterr().out.splitlines()
+    counted_blocks = readme.split("<!-- counted: the lines below are printed from counted.json by the test -->")[1:]
+    assert len(counted_blocks) == 1, "the README lost its counted block"
+    lines = counted_blocks[0].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
+    assert len(lines) > 10 and all(line in printed_counted for line in filter(None, lines))
+    assert counted["run"]["counted"] and f"in {counted['run']['seconds']} s" in readme
+    run = document["run"]
+    assert f"{run['seconds']:,} s" in readme
+    assert all(document["servers"][database]["durable"] for database in ("postgresql", "mysql"))
+    flat = " ".join(readme.replace("\\\n", " ").split())  # the README's command, its line breaks joined
+    assert run["command"] in flat, f"the README does not show the run's command: {run['command']}"

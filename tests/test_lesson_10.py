@@ -1,153 +1,117 @@
-"""Lesson 10: the lesson runs first on a clean tree; the SDK facts it teaches; compaction against the stand-in;
-the measurement's numbers and plot."""
+"""Lesson 10 as a reader runs it: the first command starts its own Redis (or cluster) and removes it after;
+without `redis-server`, or with a Redis that does not answer, one line and exit status 2."""
 
 from __future__ import annotations
 
-import importlib
-import json
-from collections.abc import AsyncIterator
+import os
+import tempfile
 from pathlib import Path
-from typing import Any
 
 import pytest
-from agents import Agent, ModelResponse, RunConfig, Runner, function_tool
-from agents.extensions.memory import SQLAlchemySession
-from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import OfflineModel
+from session_management.common import CourseError, load_env
+from session_management.common.redis_cluster_session import RedisClusterSession
+from session_management.common.redis_connect import configured_url, open_redis
 from tests import lessons
-from tests.backends import sqlite_engine as sqlite_engine_at
+from tests.backends import require_all_backends
 from tests.lessons import RunHere
+from tests.redis_stores import require_redis_server
 
-LESSON = "session_management.10_long_conversations"
-tool_pairs = importlib.import_module(f"{LESSON}.tool_pairs")
-standin = importlib.import_module(f"{LESSON}.compaction_standin")
-measure = importlib.import_module(f"{LESSON}.measure")
-
-
-def test_the_lesson_tells_its_story(run_here: RunHere) -> None:
-    """In this process; as a first command from a clean tree, as a process: tests/test_first_command.py."""
-    done = run_here(f"{LESSON}.main", "--database", "sqlite")
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "the model saw the newest 6 stored items; the database holds 10" in out
-    assert "I don't know your name yet" in out and "Your name is Ada." in out
-    assert "400 No tool call found for function call output with call_id call_offline_1." in out
-    assert "the Runner dropped the orphaned result (3 history items sent)" in out
-    assert "Your favourite colour is teal." in out
-    assert "1. system: Summary of the earlier conversation (10 items): The user told me: my name is Ada; " \
-           "my favourite colour is teal." in out
-    assert "(atomic=True)" in out
-    assert "POST /v1/responses/compact with model=gpt-4.1 and 6 input items" in out
-    assert "Traceback" not in done.stderr
-
-
-@function_tool
-def get_weather(city: str) -> str:
-    return f"sunny in {city}"
+LESSON = "session_management.10_redis_session.main"
 
 
 @pytest.fixture
-async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with sqlite_engine_at(tmp_path / "lesson10.db") as engine:
-        yield engine
+def env(lesson_env: dict[str, str]) -> dict[str, str]:
+    lesson_env["REDIS_URL"] = ""  # set-but-empty: a developer's .env cannot point the run elsewhere
+    lesson_env["REDIS_CLUSTER_URL"] = ""
+    return lesson_env
 
 
-async def tool_history(engine: AsyncEngine) -> SQLAlchemySession:
-    session = SQLAlchemySession("tools", engine=engine)
-    agent = Agent(name="A", model=OfflineModel(), tools=[get_weather])
-    await Runner.run(agent, "What's the weather in Lisbon?", session=session)
-    await Runner.run(agent, "Thanks!", session=session)
-    return session
+def throwaway_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("course-redis-*")}
 
 
-async def test_the_sdk_drops_an_orphaned_result_under_a_limit_but_not_from_a_callback(
-    sqlite_engine: AsyncEngine,
-) -> None:
-    """The facts section 3 states: a limit is safe at 0.24.0; a naive callback is not."""
-    session = await tool_history(sqlite_engine)
-    model = tool_pairs.CheckedModel()
-    agent = Agent(name="A", model=model, tools=[get_weather])
-    with pytest.raises(tool_pairs.RejectedInput, match="No tool call found for function call output"):
-        await Runner.run(agent, "Hm?", session=session,
-                         run_config=RunConfig(session_input_callback=tool_pairs.newest_items(4)))
-    await session.pop_item()
-    await Runner.run(agent, "Hm?", session=session, run_config=RunConfig(session_settings=SessionSettings(limit=4)))
-    assert [i.get("type") or i.get("role") for i in model.last_input][:3] == ["message", "user", "message"]
-    assert tool_pairs.orphaned_results(model.last_input) == []
-    await Runner.run(agent, "And now?", session=session,
-                     run_config=RunConfig(session_input_callback=tool_pairs.whole_turns(4)))
-    assert model.last_input[0] == {"role": "user", "content": "Thanks!"}  # the newest 4: two whole turns
+def test_the_lesson_on_a_throwaway_server(env: dict[str, str], run_here: RunHere) -> None:
+    """In this process; as a first command from a clean tree, as a process: tests/test_first_command.py."""
+    require_redis_server()
+    before = throwaway_dirs()
+    done = run_here(LESSON, env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert "(throwaway, started for this run)" in out
+    assert "agent: Your name is Ada." in out
+    assert "lesson09:ada                       hash  3 fields" in out
+    assert "lesson09:ada:messages              list  4 items" in out
+    assert "shop sees    ['I want to buy a kettle.']" in out and "support sees ['My kettle is broken.']" in out
+    assert "1.2 s later: 0 items, EXISTS -> 0" in out
+    assert "then a crash (SIGKILL)   -> 0 items after the restart" in out
+    assert "then a clean shutdown (SIGTERM saves)  -> 1 item after the restart" in out
+    assert "(appendonly yes, appendfsync everysec), then a crash   -> 1 item after the restart" in out
+    assert throwaway_dirs() == before  # the server and its directory are gone
 
 
-async def test_a_run_config_limit_of_none_does_not_lift_the_sessions_limit(sqlite_engine: AsyncEngine) -> None:
-    session = SQLAlchemySession("limits", engine=sqlite_engine, session_settings=SessionSettings(limit=2))
-    await session.add_items([{"role": "user", "content": "My name is Ada."}] +
-                            [{"role": "user", "content": f"filler {n}"} for n in range(4)])
-    agent = Agent(name="A", model=OfflineModel())
-    none = await Runner.run(agent, "What is my name?", session=session,
-                            run_config=RunConfig(session_settings=SessionSettings(limit=None)))
-    wide = await Runner.run(agent, "What is my name?", session=session,
-                            run_config=RunConfig(session_settings=SessionSettings(limit=100)))
-    assert none.final_output.startswith("I don't know your name")
-    assert wide.final_output == "Your name is Ada."
+def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHere) -> None:
+    require_redis_server()
+    done = run_here(LESSON, "--database", "redis-cluster", env=env)
+    assert done.returncode == 0, done.stderr
+    out = done.stdout
+    assert out.count("  replica :") == 3  # three primaries, a replica each
+    assert "add_items() -> TypeError: RedisSession does not support transactions with RedisCluster clients." in out
+    assert "agent: Your name is Ada." in out
+    assert "lesson09:{ada}               slot 5938" in out and "lesson09:{ada}:messages      slot 5938" in out
+    assert "10 items acknowledged,\n      10 of them lost when the replica took over" in out
+    assert "5 of 5 writes reported NOT replicated; the caller" in out
+    assert "0 confirmed items lost, 10 re-sent items present" in out
+    assert "Replica frozen (lagging, still connected), WAIT 1: 5 of 5 writes reported NOT replicated;\n" \
+           "      0 confirmed items lost when it took over" in out
+    assert "15 of 15 conversations took another turn" in out
+    assert "turns acknowledged" in out and ", lost 0; items stored twice: 0" in out
+    assert "20 of 20 conversations now live on the new primary" in out
+    assert "20 of 20 conversations complete and in order" in out
 
 
-class RespondingWithIds(OfflineModel):
-    """The offline model, but its responses carry an id, as OpenAI's Responses API models' do."""
-
-    async def get_response(self, *args: Any, **kwargs: Any) -> ModelResponse:
-        response = await super().get_response(*args, **kwargs)
-        return ModelResponse(output=response.output, usage=response.usage, response_id=f"resp_{self._calls}")
-
-
-async def test_compaction_session_calls_the_compact_endpoint(sqlite_engine: AsyncEngine,
-                                                             monkeypatch: pytest.MonkeyPatch) -> None:
-    """OpenAIResponsesCompactionSession against the local stand-in, found through OPENAI_BASE_URL."""
-    engine = sqlite_engine
-    with standin.CompactionStandIn() as server:
-        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
-        monkeypatch.setenv("OPENAI_API_KEY", "stand-in")
-        underlying = SQLAlchemySession("compacted", engine=engine)
-        session = OpenAIResponsesCompactionSession("compacted", underlying, compaction_mode="input")
-        offline = Agent(name="A", model=OfflineModel())
-        for text in ["My name is Ada.", "One.", "Two."]:
-            await Runner.run(offline, text, session=session)
-        assert server.requests == []  # no response id: the Runner never asks to compact
-        with_ids = Agent(name="A", model=RespondingWithIds())
-        for number in range(10):
-            await Runner.run(with_ids, f"More {number}.", session=session)
-        assert server.requests, "ten non-user items with a response id should trigger compaction"
-        assert server.requests[0]["model"] == "gpt-4.1"
-        stored = await underlying.get_items()
-        assert any(item.get("type") == "compaction" for item in stored)
-        before = len(server.requests)
-        await session.run_compaction({"force": True})
-        assert len(server.requests) == before + 1
-        stored = await underlying.get_items()
-        assert [item.get("type") for item in stored if item.get("role") != "user"] == ["compaction"]
-        assert [item["content"] for item in stored if item.get("role") == "user"][0] == "My name is Ada."
+def test_without_redis_server_one_line_and_exit_2(env: dict[str, str], run_here: RunHere) -> None:
+    env["PATH"] = os.path.dirname(lessons.PYTHON)  # the venv's python, no redis-server
+    done = run_here(LESSON, env=env)  # in this process: the lesson's first command is a process above
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: redis-server is not installed")
+    assert "apt-get install redis-server" in done.stderr and "brew install redis" in done.stderr
+    assert "docker run" in done.stderr and "Traceback" not in done.stderr
 
 
-async def test_measurement_rows_and_plot(tmp_path: Path) -> None:
-    url = f"sqlite+aiosqlite:///{tmp_path / 'm.db'}"
-    rows = await measure.measure(url, [10, 100], repeats=1)
-    assert [(r.items, r.items_sent) for r in rows] == [(10, 11), (100, 101)]
-    assert rows[1].tokens_sent > 9 * rows[0].tokens_sent  # tokens grow with the history
-    assert all(r.get_all_ms > 0 and r.get_limited_ms > 0 and r.turn_ms > 0 for r in rows)
-    measure.plot(rows, tmp_path / "plot.png")
-    assert (tmp_path / "plot.png").read_bytes().startswith(b"\x89PNG")
+def test_a_cluster_without_redis_server_names_the_cluster_variable(env: dict[str, str], run_here: RunHere) -> None:
+    env["PATH"] = os.path.dirname(lessons.PYTHON)
+    done = run_here(LESSON, "--database", "redis-cluster", env=env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: redis-server is not installed, and no Redis is configured "
+                                  "(REDIS_CLUSTER_URL)")
+    assert "REDIS_CLUSTER_URL=redis://127.0.0.1:7001/0" in done.stderr and "REDIS_URL=" not in done.stderr
 
 
-def test_the_committed_results_match_the_readme() -> None:
-    """The README prints the run its numbers come from: the table there is the saved results.json."""
-    folder = lessons.REPO_ROOT / "session_management" / "10_long_conversations"
-    rows = json.loads((folder / "results.json").read_text())["rows"]
-    readme = (folder / "README.md").read_text()
-    assert {r["database"] for r in rows} == {"sqlite", "postgresql", "mysql"}
-    assert sorted({r["items"] for r in rows}) == [10, 100, 1000, 10000]
-    for r in rows:
-        line = (f"{r['database']:<11} {r['items']:>6} {r['get_all_ms']:>12.2f} {r['get_limited_ms']:>12.2f} "
-                f"{r['items_sent']:>10} {r['tokens_sent']:>11} {r['turn_ms']:>8.1f}")
-        assert line in readme, line
+async def test_a_redis_that_does_not_answer_is_one_clear_error() -> None:
+    with pytest.raises(CourseError, match="does not answer"):
+        async with open_redis("redis://127.0.0.1:1/0"):
+            pass
+    with pytest.raises(CourseError, match="is not a Redis database"):
+        configured_url("postgres")
+
+
+@pytest.mark.parametrize("name", ["redis", "redis-cluster"])
+async def test_the_configured_servers_serve_the_course_store(name: str) -> None:
+    """REDIS_URL / REDIS_CLUSTER_URL (CI: scripts/db-servers.sh start redis|redis-cluster) reach the right kind of
+    server, and the course's store round-trips a conversation there."""
+    variable = "REDIS_CLUSTER_URL" if name == "redis-cluster" else "REDIS_URL"
+    load_env()
+    if not os.environ.get(variable):
+        message = f"{name} unavailable: {variable} is not set (bash scripts/db-servers.sh start {name})"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+    async with open_redis(name) as target:
+        assert target.lab is None and target.cluster == (name == "redis-cluster")
+        session = RedisClusterSession(f"test-configured-{os.getpid()}", redis_client=target.client)
+        try:
+            await session.add_items([{"role": "user", "content": "hello"}])
+            assert await session.get_items() == [{"role": "user", "content": "hello"}]
+        finally:
+            await session.clear_session()

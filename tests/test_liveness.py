@@ -4,7 +4,7 @@ A connection the server dropped while it sat idle must be replaced without faili
 ago is not pinged (that is the point: the benchmark's throughput); one dropped within that moment fails at
 most the one request that meets it, and the next request gets a new connection. `CourseSession` pings only
 after a long idle and recovers by itself: a chat's turn stays at two round trips however long the model and the
-user take (counted on the wire, through lesson 08's counting proxy), a connection the server closed is replaced
+user take (counted on the wire, through lesson 09's counting proxy), a connection the server closed is replaced
 without a round trip, and a read that meets a connection dropped silently is run again; nothing is lost or
 doubled.
 """
@@ -26,7 +26,7 @@ from session_management.common.course_session import CourseSession
 from session_management.common.liveness import IDLE_SECONDS, ping_when_idle
 from tests.backends import SERVER_BACKENDS, reset_database, server_url
 
-counting = importlib.import_module("session_management.08_scaling.counting")
+counting = importlib.import_module("session_management.09_scaling.counting")
 SHORT_IDLE = 0.1  # the counted engines' idle threshold: the tests' pauses exceed it without waiting a second
 
 pytestmark = pytest.mark.parametrize("backend", SERVER_BACKENDS)
@@ -77,7 +77,7 @@ def count_pings(engine: AsyncEngine, monkeypatch: pytest.MonkeyPatch) -> list[in
 
 @pytest.fixture
 def proxy(backend: str) -> Iterator[Any]:
-    """Lesson 08's counting proxy in front of the emptied test database."""
+    """Lesson 09's counting proxy in front of the emptied test database."""
     url = server_url(backend)
     asyncio.run(reset_database(url))
     proxy = counting.CountingProxy(url)

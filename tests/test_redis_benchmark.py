@@ -1,4 +1,4 @@
-"""Lesson 08's benchmark with ``--redis``: lesson 09's three Redis stores run in the same run and JSON."""
+"""Lesson 09's benchmark with ``--redis``: lesson 10's three Redis stores run in the same run and JSON."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ def test_benchmark_runs_the_redis_stores(run_here: RunHere, tmp_path: Path, recw
     require_redis_server()
     out = tmp_path / "results.json"
     stores = ["sdk_redis", "course_redis_1p", "course_redis_3p"]
-    done = run_here("08_scaling", "--redis", "--concurrency", "3", "--turns", "2",
+    done = run_here("09_scaling", "--redis", "--concurrency", "3", "--turns", "2",
                     *[arg for store in stores for arg in ("--store", store)], "--json", str(out))
     assert done.returncode == 0, done.stderr
     rows = json.loads(out.read_text())["results"]

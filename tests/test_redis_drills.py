@@ -1,4 +1,4 @@
-"""Lesson 09's fault drills on throwaway clusters (3 primaries + 3 replicas), with exact counts."""
+"""Lesson 10's fault drills on throwaway clusters (3 primaries + 3 replicas), with exact counts."""
 
 from __future__ import annotations
 

@@ -1,4 +1,4 @@
-"""Helpers for driving lesson 05's app in process (httpx over ASGI, no server, no sockets)."""
+"""Helpers for driving lesson 06's app in process (httpx over ASGI, no server, no sockets)."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ from sqlalchemy import text
 
 from session_management.common import OfflineModel, create_engine
 
-app_module = importlib.import_module("session_management.05_web_service.app")
-database_module = importlib.import_module("session_management.05_web_service.database")
+app_module = importlib.import_module("session_management.06_web_service.app")
+database_module = importlib.import_module("session_management.06_web_service.database")
 USERS = {f"token-user-{n:03d}": f"user{n}" for n in range(60)}
 ALICE, BOB = "token-user-000", "token-user-001"
 

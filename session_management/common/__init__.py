@@ -18,7 +18,7 @@ if TYPE_CHECKING:
     from .models import choose_model, lesson_model
     from .offline_model import OfflineModel
 
-# Imported on first use: they import the Agents SDK (seconds of start-up), which lesson 07's command-line tool,
+# Imported on first use: they import the Agents SDK (seconds of start-up), which lesson 08's command-line tool,
 # a plain SQLAlchemy program, does not need.
 _FROM_THE_SDK = {"choose_model": ".models", "lesson_model": ".models", "OfflineModel": ".offline_model"}
 

@@ -1,7 +1,7 @@
-"""Lesson 05's own tables, beside the SDK's: who owns which conversation, and which turns a client already sent.
+"""Lesson 06's own tables, beside the SDK's: who owns which conversation, and which turns a client already sent.
 
-Defined once, here, because three lessons need the same definitions: lesson 05's service reads and writes them,
-lesson 06's migrations compare the database against them (``alembic check``), and lesson 07 runs next to them.
+Defined once, here, because three lessons need the same definitions: lesson 06's service reads and writes them,
+lesson 07's migrations compare the database against them (``alembic check``), and lesson 08 runs next to them.
 A conversation's id is also its SDK session id, so one uuid ties these tables to the SDK's.
 
 Owners and idempotency keys are compared **byte for byte** on every backend. SQLite and PostgreSQL do that by
@@ -71,6 +71,6 @@ def turn_keys_table(metadata: MetaData, *, mysql_collation: str | None = None) -
 
 
 def course_tables(metadata: MetaData, *, mysql_collation: str | None = None) -> tuple[Table, Table]:
-    """Both of lesson 05's tables on *metadata*."""
+    """Both of lesson 06's tables on *metadata*."""
     return (conversations_table(metadata, mysql_collation=mysql_collation),
             turn_keys_table(metadata, mysql_collation=mysql_collation))

@@ -221,7 +221,7 @@ def explain_schema_error(url: str, error: SQLAlchemyError) -> CourseError:
     return CourseError(
         f"The user {parsed.username!r} cannot create the session tables in {redact(url)}: {detail}",
         "grant it the right to create tables (PostgreSQL: GRANT CREATE ON SCHEMA public TO the user; MySQL: "
-        "GRANT ALL ON the database), or create the tables once with lesson 06's migrations as a user who may",
+        "GRANT ALL ON the database), or create the tables once with lesson 07's migrations as a user who may",
     )
 
 

@@ -17,7 +17,7 @@ oldest first, serialized exactly as `RedisSession` does) and makes it work on a 
   (a sorted set ``{prefix}:{<id>}:appends``, same slot, entries kept :data:`RETRY_WINDOW_MS`) and stores
   nothing for a token it has seen.
 * **Optional durability check.** ``min_replicas=1`` makes every write wait (``WAIT``) until a replica has it,
-  and raise :class:`NotReplicatedError` when none confirms in time: see lesson 09's failover drill. ``WAIT``
+  and raise :class:`NotReplicatedError` when none confirms in time: see lesson 10's failover drill. ``WAIT``
   counts only the writes of the connection it is sent on, so the write and its ``WAIT`` go out back to back
   on one connection (:meth:`RedisClusterSession._on_one_connection`).
 

@@ -90,7 +90,7 @@ def cluster_client(url: str, **options: object) -> RedisCluster:
 
     redis-py 8.1 by default rebuilds its slot map on every 5th MOVED reply by closing *all* its connections,
     including ones other tasks are sending on; those commands then fail with ``AttributeError: 'NoneType'
-    object has no attribute 'writelines'`` (lesson 09's resharding drill hits it). ``reinitialize_steps=0``
+    object has no attribute 'writelines'`` (lesson 10's resharding drill hits it). ``reinitialize_steps=0``
     updates the map from each MOVED reply instead.
     """
     return RedisCluster.from_url(url, reinitialize_steps=0, **options)  # type: ignore[arg-type]

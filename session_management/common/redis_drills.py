@@ -1,7 +1,7 @@
 """Fault drills on a throwaway Redis Cluster (:class:`LocalCluster`): failovers (a cut replication link, a
 lagging replica), a stalled primary, and a resharding under load.
 
-Lesson 09 narrates them (details: its DRILLS.md); the tests assert their exact counts. All work on
+Lesson 10 narrates them (details: its DRILLS.md); the tests assert their exact counts. All work on
 conversations stored with :class:`RedisClusterSession`, one "turn" being a user message and an answer appended
 together.
 """

@@ -1,6 +1,6 @@
 """Throwaway `redis-server` processes on free loopback ports: one server, or a Redis Cluster.
 
-Lesson 09 and the tests use these when no Redis is configured, so the first command works with nothing but
+Lesson 10 and the tests use these when no Redis is configured, so the first command works with nothing but
 Debian's `redis-server` package installed. Everything lives in a temporary directory that :meth:`stop`
 removes. The cluster is built the way `redis-cli --cluster create` builds one (config epochs, slot ranges,
 ``CLUSTER MEET``, ``CLUSTER REPLICATE``), in Python, so `redis-cli` is not needed.

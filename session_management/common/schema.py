@@ -125,7 +125,7 @@ DROP_DATA_FLAG = "drop_data"
 def refuse_dropping_rows(connection: Connection, tables: list[str], revision: str) -> None:
     """In a downgrade: stop, naming what would be lost, when *tables* still hold rows.
 
-    Dropping lesson 05's ``conversations`` deletes every user's list of conversations and their titles; dropping
+    Dropping lesson 06's ``conversations`` deletes every user's list of conversations and their titles; dropping
     the SDK's tables deletes every conversation. A downgrade that does that silently is one typo (``-1`` for
     ``-2``) away from an outage, so it needs the flag: ``-x drop_data=yes`` on the command line, or
     ``config.attributes["drop_data"] = True`` from Python. Empty tables go without asking.

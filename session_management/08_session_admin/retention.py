@@ -1,0 +1,76 @@
+"""``purge``: delete whole sessions inactive for longer than the retention window, and every row derived from them."""
+
+from __future__ import annotations
+
+import argparse
+
+from sqlalchemy import ColumnElement, Table, and_, delete, func, select
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from .output import Progress, print_json, say, show_progress
+from .store import BATCH, before, connect, database_now, derived_tables, messages, sessions, stamp, with_prefix
+
+
+async def cmd_purge(args: argparse.Namespace) -> None:
+    """Delete whole sessions whose last activity (agent_sessions.updated_at) is older than the window: their
+    messages, and their rows in lesson 06's conversations table (owner and title: the start of the user's first
+    message), in the same transaction."""
+    async with connect(args.database) as connection:
+        cutoff = await database_now(connection) - args.older_than
+        derived = derived_tables(connection)
+        stale = with_prefix(select(sessions.c.session_id).where(before(connection, sessions.c.updated_at, cutoff)),
+                            args.prefix)
+        ids = list((await connection.execute(stale.order_by(sessions.c.session_id))).scalars())
+        await connection.rollback()  # end the read transaction before the write batches
+        items, derived_rows, purged = 0, 0, []
+        progress = Progress(len(ids), "purge", show_progress(args) and not args.dry_run)
+        for start in range(0, len(ids), BATCH):
+            batch = ids[start:start + BATCH]
+            if args.dry_run:
+                items += await count(connection, messages, messages.c.session_id.in_(batch))
+                derived_rows += sum([await count(connection, table, table.c.id.in_(batch)) for table in derived])
+                purged += batch
+                continue
+            async with connection.begin():
+                # Re-check under a row lock: a session that came back to life since the scan is kept.
+                # (The SDK locks the same row when it adds items, so the two cannot interleave.)
+                still = list((await connection.execute(
+                    stale.where(sessions.c.session_id.in_(batch)).with_for_update())).scalars())
+                if still:
+                    items += await count(connection, messages, messages.c.session_id.in_(still))
+                    for table in derived:
+                        derived_rows += (await connection.execute(delete(table).where(table.c.id.in_(still)))).rowcount
+                    # Messages explicitly: SQLite does not enforce the ON DELETE CASCADE unless PRAGMA foreign_keys
+                    # is on, and the SDK does not turn it on.
+                    await connection.execute(delete(messages).where(messages.c.session_id.in_(still)))
+                    await connection.execute(delete(sessions).where(sessions.c.session_id.in_(still)))
+            purged += still
+            progress.advance(len(batch))
+        progress.close()
+        for table in derived:
+            # Rows whose session is already gone (an older purge, a hand-deleted session) and that are old too.
+            left_behind = and_(~table.c.id.in_(select(sessions.c.session_id)),
+                               before(connection, table.c.updated_at, cutoff))
+            if args.prefix:
+                left_behind = and_(left_behind, func.substr(table.c.id, 1, len(args.prefix)) == args.prefix)
+            if args.dry_run:
+                derived_rows += await count(connection, table, left_behind)
+            else:
+                async with connection.begin():
+                    derived_rows += (await connection.execute(delete(table).where(left_behind))).rowcount
+    verb = "would delete" if args.dry_run else "deleted"
+    if args.json:
+        print_json({"dry_run": args.dry_run, "sessions": len(purged), "items": items,
+                    "conversation_rows": derived_rows, "cutoff": stamp(cutoff), "session_ids": purged})
+        return
+    also = f" and {derived_rows} conversation rows (owner, title)" if derived else ""
+    say(f"{verb} {len(purged)} sessions ({items} items){also} with no activity since {stamp(cutoff)} UTC "
+        f"(database clock){' - dry run, nothing deleted' if args.dry_run else ''}")
+    for session_id in purged[:10]:
+        say(f"  {session_id}")  # ids are user input: escaped, so an id cannot clear or retitle the terminal
+    if len(purged) > 10:
+        say(f"  ... and {len(purged) - 10} more")
+
+
+async def count(connection: AsyncConnection, table: Table, condition: ColumnElement[bool]) -> int:
+    return int(await connection.scalar(select(func.count()).select_from(table).where(condition)) or 0)
