@@ -82,7 +82,8 @@ def wait_until(condition: Callable[[], object], timeout: float, what: str,
         except Exception:  # noqa: BLE001 - a server that is still starting answers with all sorts of errors
             pass
         if time.monotonic() - started > timeout:
-            raise CourseError(f"{what} did not happen within {timeout:.0f} s", hint if isinstance(hint, str) else hint())
+            raise CourseError(f"{what} did not happen within {timeout:.0f} s",
+                              hint if isinstance(hint, str) else hint())
         time.sleep(0.1)
 
 

@@ -173,9 +173,13 @@ class PatroniNode:
         signal_all(self.frozen, signal.SIGCONT)
         self.frozen = []
 
-    def stall_replication(self) -> list[int]:
-        """SIGSTOP this replica's WAL receiver: it stops taking the primary's changes (a slow network link)."""
-        pids = [pid for pid in self.postgres_processes() if "walreceiver" in command_line(pid)]
+    def stall(self, process: str) -> list[int]:
+        """SIGSTOP this node's "walsender" (on a primary) or "walreceiver" (on a replica) processes.
+
+        Stopped senders: the primary's changes stop reaching the replicas (a broken link). Stopped receivers:
+        what the primary sent waits in the replica's socket buffer, and reaches it once the receiver runs again
+        (a replica slow to confirm). Returns the stopped processes."""
+        pids = [pid for pid in self.postgres_processes() if process in command_line(pid)]
         signal_all(pids, signal.SIGSTOP)
         return pids
 
