@@ -258,3 +258,29 @@ async def patroni_drill(cluster: PatroniCluster, mode: str, *, lag: float = 1.0,
     if rejoin:
         await asyncio.to_thread(cluster.rejoin, old_primary)
     return report
+
+
+async def commit_costs(cluster: PatroniCluster, rounds: int = 5, turns: int = 20) -> dict[str, float]:
+    """Median ms of one keyed turn per ``synchronous_commit`` level, on one healthy cluster in synchronous mode.
+
+    ``local`` waits for the primary's disk only: what every commit costs under asynchronous replication.
+    The levels take turns, *rounds* times, so a busy moment of the machine does not favour one of them.
+    """
+    await asyncio.to_thread(cluster.set_synchronous, True)
+    levels = ("local", "on", "remote_apply")
+    engines = {level: engine_for(cluster.url(), {"synchronous_commit": level}) for level in levels}
+    took: dict[str, list[float]] = {level: [] for level in levels}
+    try:
+        await prepare(engines["on"])
+        tag = f"cost-{time.monotonic_ns() % 10**9}"
+        for number in range(rounds):
+            for level in levels:
+                writer = Writer(f"{tag}-{level}", "keyed", engines[level])
+                for turn_number in range(number * turns + 1, (number + 1) * turns + 1):
+                    started = time.perf_counter()
+                    await writer.write(turn_number)
+                    took[level].append((time.perf_counter() - started) * 1000)
+    finally:
+        for engine in engines.values():
+            await engine.dispose()
+    return {level: statistics.median(values) for level, values in took.items()}
