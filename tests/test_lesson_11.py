@@ -1,0 +1,84 @@
+"""Lesson 11: the PostgreSQL failover drill on a real throwaway Patroni cluster (etcd + three nodes).
+
+One cluster, two crashes of the primary, in this process (about 40 s):
+
+1. synchronous replication, with the standbys slow to confirm at the moment of the crash: no acknowledged turn
+   may be lost, on the SDK's store or on the keyed one, and the keyed retry may store nothing twice;
+2. then asynchronous replication, with the primary's WAL senders stopped: the same history check must find
+   the acknowledged turns the failover threw away (the check can see a loss: the control).
+
+The whole lesson (three drills, rejoins, the cost table: about 90 s) is not run here; its one-line message
+without the packages is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+
+from session_management.common import CourseError
+from session_management.common.failover_drills import patroni_drill
+from session_management.common.patroni_cluster import PatroniCluster, binaries
+from tests import lessons
+from tests.backends import require_all_backends
+from tests.lessons import RunHere
+
+LESSON = "session_management.11_failover.main"
+
+
+def require_patroni() -> None:
+    """Skip (fail under REQUIRE_ALL_BACKENDS=1) when patroni, etcd or PostgreSQL's server is not installed."""
+    try:
+        binaries()
+    except CourseError as error:
+        message = f"patroni cluster unavailable: {error.problem}"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+
+
+def throwaway_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("course-patroni-*")}
+
+
+def test_synchronous_replication_loses_no_acknowledged_turn() -> None:
+    require_patroni()
+    before = throwaway_dirs()
+
+    async def drills() -> tuple[object, object]:
+        with PatroniCluster() as cluster:
+            synchronous = await patroni_drill(cluster, "synchronous", stall="walreceiver", conversations=2,
+                                              turns_after=2, rejoin=False)
+            await asyncio.to_thread(cluster.wait_replicas, 1)  # the last replica follows the new primary
+            asynchronous = await patroni_drill(cluster, "asynchronous", stall="walsender", conversations=2,
+                                               turns_after=2, rejoin=False)
+            return synchronous, asynchronous
+
+    synchronous, asynchronous = asyncio.run(drills())
+    for store, check in synchronous.checks.items():  # type: ignore[attr-defined]
+        assert check.acknowledged > 2 * 2, store  # each conversation wrote before and after the crash
+        assert check.lost == 0, f"{store}: {check}"
+        assert check.out_of_order == 0, f"{store}: {check}"
+    assert synchronous.checks["keyed"].duplicated == 0  # type: ignore[attr-defined]
+    # A blind retry stores twice exactly the turns a keyed retry found already stored (each store has its own
+    # writers, so the counts need not match; both come from commits whose answer the crash swallowed).
+    assert synchronous.errors  # type: ignore[attr-defined]  # the writers did see the crash
+    assert 0 < synchronous.first_turn_seconds < 60  # type: ignore[attr-defined]
+
+    lost = sum(check.lost for check in asynchronous.checks.values())  # type: ignore[attr-defined]
+    assert lost > 0, asynchronous  # the control: the same check sees what asynchronous replication loses
+    assert throwaway_dirs() == before  # the cluster and its directory are gone
+
+
+def test_without_patroni_one_line_and_exit_2(lesson_env: dict[str, str], run_here: RunHere) -> None:
+    lesson_env["PATH"] = os.path.dirname(lessons.PYTHON)  # the venv's python: no patroni, no etcd
+    lesson_env["FAILOVER_POSTGRES_URL"] = ""
+    done = run_here(LESSON, env=lesson_env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: patroni and etcd not installed"), done.stderr
+    assert "apt-get install patroni etcd-server" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1
