@@ -2,10 +2,11 @@
 
 One cluster, two crashes of the primary, in this process (about 40 s):
 
-1. synchronous replication, with the standbys slow to confirm at the moment of the crash: no acknowledged turn
-   may be lost, on the SDK's store or on the keyed one, and the keyed retry may store nothing twice;
-2. then asynchronous replication, with the primary's WAL senders stopped: the same history check must find
-   the acknowledged turns the failover threw away (the check can see a loss: the control).
+1. synchronous replication, the primary's WAL senders stopped for a second before the crash: no acknowledged
+   turn may be lost, on the SDK's store or on the keyed one (with Patroni's synchronous mode off, this drill
+   loses turns: the test fails);
+2. then the same fault under asynchronous replication: the same history check must find the acknowledged
+   turns the failover threw away (the check can see a loss: the control).
 
 The whole lesson (three drills, rejoins, the cost table: about 90 s) is not run here; its one-line message
 without the packages is.
@@ -19,9 +20,11 @@ import tempfile
 from pathlib import Path
 
 import pytest
+from agents.extensions.memory import SQLAlchemySession
+from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import CourseError
-from session_management.common.failover_drills import patroni_drill
+from session_management.common.failover_drills import patroni_drill, prepare, store_turn_once
 from session_management.common.patroni_cluster import PatroniCluster, binaries
 from tests import lessons
 from tests.backends import require_all_backends
@@ -51,7 +54,7 @@ def test_synchronous_replication_loses_no_acknowledged_turn() -> None:
 
     async def drills() -> tuple[object, object]:
         with PatroniCluster() as cluster:
-            synchronous = await patroni_drill(cluster, "synchronous", stall="walreceiver", conversations=2,
+            synchronous = await patroni_drill(cluster, "synchronous", stall="walsender", conversations=2,
                                               turns_after=2, rejoin=False)
             await asyncio.to_thread(cluster.wait_replicas, 1)  # the last replica follows the new primary
             asynchronous = await patroni_drill(cluster, "asynchronous", stall="walsender", conversations=2,
@@ -64,14 +67,24 @@ def test_synchronous_replication_loses_no_acknowledged_turn() -> None:
         assert check.lost == 0, f"{store}: {check}"
         assert check.out_of_order == 0, f"{store}: {check}"
     assert synchronous.checks["keyed"].duplicated == 0  # type: ignore[attr-defined]
-    # A blind retry stores twice exactly the turns a keyed retry found already stored (each store has its own
-    # writers, so the counts need not match; both come from commits whose answer the crash swallowed).
     assert synchronous.errors  # type: ignore[attr-defined]  # the writers did see the crash
     assert 0 < synchronous.first_turn_seconds < 60  # type: ignore[attr-defined]
 
     lost = sum(check.lost for check in asynchronous.checks.values())  # type: ignore[attr-defined]
     assert lost > 0, asynchronous  # the control: the same check sees what asynchronous replication loses
     assert throwaway_dirs() == before  # the cluster and its directory are gone
+
+
+async def test_a_retried_turn_is_stored_once(engine: AsyncEngine) -> None:
+    """store_turn_once on every backend: the same key again stores nothing; another key stores the next turn."""
+    await prepare(engine)
+    first = [{"role": "user", "content": "s turn 1"}, {"role": "assistant", "content": "noted turn 1"}]
+    assert await store_turn_once(engine, "keyed", "turn-1", first) is True
+    assert await store_turn_once(engine, "keyed", "turn-1", first) is False  # the retry of a stored turn
+    second = [{"role": "user", "content": "s turn 2"}, {"role": "assistant", "content": "noted turn 2"}]
+    assert await store_turn_once(engine, "keyed", "turn-2", second) is True
+    assert await SQLAlchemySession("keyed", engine=engine).get_items() == first + second
+    assert await store_turn_once(engine, "other", "turn-1", first) is True  # keys are per conversation
 
 
 def test_without_patroni_one_line_and_exit_2(lesson_env: dict[str, str], run_here: RunHere) -> None:

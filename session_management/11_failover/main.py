@@ -103,30 +103,40 @@ async def asynchronous(cluster: PatroniCluster, conversations: int) -> DrillRepo
 async def synchronous(cluster: PatroniCluster, conversations: int) -> DrillReport:
     step("4. The same crash, synchronous replication (Patroni's synchronous_mode, synchronous_commit=on)")
     note("a commit now returns only once a synchronous standby has it on disk; Patroni promotes only that one.")
-    note("the standbys are slow to confirm (WAL receivers stopped 1 s), then the primary dies ...")
-    report = await patroni_drill(cluster, "synchronous", stall="walreceiver", conversations=conversations)
+    report = await patroni_drill(cluster, "synchronous", stall="walsender", conversations=conversations)
     show(report)
-    note("Nothing acknowledged is lost. But turns whose answer never came were on the standby: a blind")
-    note("retry stores them twice; the per-turn key stores them once.")
+    note("The commits sent in that second waited for the standby and never returned: nothing acknowledged")
+    note("is lost; the writers retried those turns on the new primary.")
     return report
 
 
 async def remote_apply(cluster: PatroniCluster, conversations: int) -> DrillReport:
-    step("5. synchronous_commit=remote_apply: the standby has also applied it (readable there)")
-    report = await patroni_drill(cluster, "remote_apply", stall="walreceiver", conversations=conversations,
-                                 rejoin=False)
+    step("5. The same crash, synchronous_commit=remote_apply: the standby has also applied (is showing) it")
+    report = await patroni_drill(cluster, "remote_apply", stall="walsender", conversations=conversations)
     show(report)
     return report
 
 
+async def lost_answers(cluster: PatroniCluster, conversations: int) -> DrillReport:
+    step("6. Synchronous again, but the standby is slow to confirm: commits whose answer is lost")
+    note("the standbys' WAL receivers stop for 1 s: the primary's changes wait in their socket buffers ...")
+    report = await patroni_drill(cluster, "synchronous", stall="walreceiver", conversations=conversations,
+                                 rejoin=False)
+    show(report)
+    note("Nothing acknowledged is lost. But turns whose answer never came reached the standby: a blind")
+    note("retry stored them twice; the per-turn key stored them once.")
+    return report
+
+
 async def costs(cluster: PatroniCluster, reports: list[DrillReport]) -> None:
-    step("6. What each setting costs and buys")
+    step("7. What each setting costs and buys")
     per_turn = await commit_costs(cluster)
     levels = {"postgres-asynchronous": "local", "postgres-synchronous": "on", "postgres-remote_apply": "remote_apply"}
-    note(f"{'replication':<14}{'turn (ms)':>10}{'lost':>6}{'stored twice by a blind retry':>31}{'down (s)':>10}")
-    for report in reports:
+    note(f"{'drill':<22}{'turn (ms)':>10}{'lost':>6}{'stored twice by a blind retry':>31}{'down (s)':>10}")
+    for number, report in enumerate(reports, start=3):
         lost = sum(check.lost for check in report.checks.values())
-        note(f"{report.name.removeprefix('postgres-'):<14}{per_turn[levels[report.name]]:>10.1f}{lost:>6}"
+        name = f"{number}. {report.name.removeprefix('postgres-')}"
+        note(f"{name:<22}{per_turn[levels[report.name]]:>10.1f}{lost:>6}"
              f"{report.checks['sdk'].duplicated:>31}{report.first_turn_seconds:>10.1f}")
     note("turn: median of 100 turns per setting, the settings taking turns; down: the crash -> the first turn.")
 
@@ -152,6 +162,7 @@ async def main(args: argparse.Namespace) -> None:
         reports = [await asynchronous(cluster, args.conversations),
                    await synchronous(cluster, args.conversations),
                    await remote_apply(cluster, args.conversations)]
+        reports.append(await lost_answers(cluster, args.conversations))
         await costs(cluster, reports)
 
 
