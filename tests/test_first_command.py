@@ -36,7 +36,8 @@ class FirstCommand:
 def first_commands() -> list[FirstCommand]:
     folders = sorted(p.parent.name for p in (lessons.REPO_ROOT / "session_management").glob("[0-9][0-9]_*/main.py"))
     return [
-        *(FirstCommand(name, name) for name in folders if name not in COVERED_BY_TRANSCRIPT_TESTS | TOO_SLOW_FOR_A_FIRST_COMMAND),
+        *(FirstCommand(name, name) for name in folders
+          if name not in COVERED_BY_TRANSCRIPT_TESTS | TOO_SLOW_FOR_A_FIRST_COMMAND),
         FirstCommand("lesson list", "session_management"),
         FirstCommand("chat, /quit", "session_management", ("chat",), "My name is Ada\n/quit\n"),
     ]
