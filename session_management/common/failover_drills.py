@@ -97,12 +97,17 @@ class Writer:
     acknowledged: list[tuple[int, float, float]] = field(default_factory=list)
     errors: Counter[str] = field(default_factory=Counter)
     found_stored: int = 0  # keyed retries that found their turn already stored (a commit whose answer was lost)
+    label: str = ""  # names this writer's turns; several writers may share one session (default: the session id)
+    fallbacks: list[AsyncEngine] = field(default_factory=list)  # other nodes to try, in turn, after a failure
+
+    def __post_init__(self) -> None:
+        self.label = self.label or self.session_id
 
     async def write(self, number: int) -> None:
-        items = turn(self.session_id, number)
+        items = turn(self.label, number)
         if self.store == "sdk":
             await SQLAlchemySession(self.session_id, engine=self.engine).add_items(items)  # type: ignore[arg-type]
-        elif not await store_turn_once(self.engine, self.session_id, f"turn-{number}", items):
+        elif not await store_turn_once(self.engine, self.session_id, f"{self.label}-{number}"[-64:], items):
             self.found_stored += 1
 
     async def run(self, stop: asyncio.Event, pause: float = 0.01) -> None:
@@ -113,6 +118,9 @@ class Writer:
                 await self.write(number)
             except Exception as error:  # noqa: BLE001 - every failure is counted, then the whole turn is retried
                 self.errors[error_name(error)] += 1
+                if self.fallbacks:  # the next node, as an application with a list of nodes would
+                    self.fallbacks.append(self.engine)
+                    self.engine = self.fallbacks.pop(0)
                 await asyncio.sleep(0.2)
                 continue
             self.acknowledged.append((number, started, time.monotonic()))
@@ -124,7 +132,8 @@ def error_name(error: BaseException) -> str:
     """The driver's exception class, e.g. ``ConnectionDoesNotExistError``, behind SQLAlchemy's wrapper."""
     original = getattr(error, "orig", None)
     inner = getattr(original, "__cause__", None) or original or error
-    return type(inner).__name__
+    code = inner.args[0] if inner.args and isinstance(inner.args[0], int) else None  # MySQL's error number
+    return type(inner).__name__ + (f" {code}" if code is not None else "")
 
 
 @dataclass
@@ -138,10 +147,12 @@ class HistoryCheck:
 async def check_histories(engine: AsyncEngine, writers: list[Writer]) -> HistoryCheck:
     """Read every conversation back and compare it with what its writer was told."""
     result = HistoryCheck()
+    histories = {sid: await SQLAlchemySession(sid, engine=engine).get_items()
+                 for sid in dict.fromkeys(writer.session_id for writer in writers)}
     for writer in writers:
-        items = await SQLAlchemySession(writer.session_id, engine=engine).get_items()
-        stored = [int(str(item["content"]).rsplit(" ", 1)[1]) for item in items
-                  if isinstance(item, dict) and item.get("role") == "user"]
+        prefix = f"{writer.label} turn "
+        stored = [int(str(item["content"]).removeprefix(prefix)) for item in histories[writer.session_id]
+                  if isinstance(item, dict) and item.get("role") == "user" and str(item["content"]).startswith(prefix)]
         counts = Counter(stored)
         acked = [number for number, _, _ in writer.acknowledged]
         result.acknowledged += len(acked)
