@@ -1,12 +1,14 @@
-"""Lesson 11: when the database server dies: sessions on a PostgreSQL cluster with automatic failover.
+"""Lesson 11: when the database server dies: sessions on PostgreSQL with automatic failover, and on Galera.
 
-    uv run python -m session_management.11_failover.main                    # a throwaway Patroni cluster
+    uv run python -m session_management.11_failover.main                    # throwaway Patroni and Galera
+    uv run python -m session_management.11_failover.main --only galera      # or --only postgres
     uv run python -m session_management.11_failover.main --conversations 8  # more writers per drill
     FAILOVER_POSTGRES_URL='postgresql+asyncpg://u:p@/db?host=a:5432&host=b:5432&target_session_attrs=read-write' \
         uv run python -m session_management.11_failover.main                # your cluster: steps 1-2 only
 
 With no FAILOVER_POSTGRES_URL, the lesson starts etcd and three Patroni nodes (a primary, two replicas) on free
-loopback ports and removes them at the end; that needs Debian's `patroni` and `etcd-server` packages.
+loopback ports and removes them at the end; that needs Debian's `patroni` and `etcd-server` packages. The Galera
+part starts three MariaDB nodes the same way (`galera-4`, `rsync`).
 """
 
 from __future__ import annotations
@@ -40,7 +42,11 @@ from session_management.common.failover_drills import (
     prepare,
     store_turn_once,
 )
+from session_management.common.galera_cluster import GaleraCluster
+from session_management.common.galera_cluster import binaries as galera_binaries
+from session_management.common.galera_drills import lose_quorum, read_elsewhere, two_writers
 from session_management.common.patroni_cluster import PatroniCluster
+from session_management.common.patroni_cluster import binaries as patroni_binaries
 
 
 def the_cluster(cluster: PatroniCluster | None, url: str) -> None:
@@ -144,10 +150,26 @@ async def costs(cluster: PatroniCluster, reports: list[DrillReport]) -> None:
 async def main(args: argparse.Namespace) -> None:
     load_env()
     own_url = os.environ.get("FAILOVER_POSTGRES_URL", "").strip() or None
+    postgres, galera = args.only in (None, "postgres"), args.only in (None, "galera")
+    if postgres and own_url is None:
+        patroni_binaries()  # what is missing is said now, not after the PostgreSQL part
+    if galera:
+        galera_binaries()
     choice = choose_model()
     heading("Lesson 11: when the database server dies")
     print(f"model   : {choice.description}")
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
+    if postgres:
+        await postgres_part(agent, own_url, args.conversations)
+    if galera:
+        with GaleraCluster() as cluster:
+            galera_cluster(cluster)
+            await galera_reads(cluster)
+            await galera_shared_session(cluster)
+            await galera_quorum(cluster)
+
+
+async def postgres_part(agent: Agent, own_url: str | None, conversations: int) -> None:
     with nullcontext(None) if own_url else PatroniCluster() as cluster:
         url = own_url or cluster.url()
         the_cluster(cluster, url)
@@ -159,17 +181,65 @@ async def main(args: argparse.Namespace) -> None:
         if cluster is None:
             note("the drills kill servers, so they run only on the lesson's own throwaway cluster.")
             return
-        reports = [await asynchronous(cluster, args.conversations),
-                   await synchronous(cluster, args.conversations),
-                   await remote_apply(cluster, args.conversations)]
-        reports.append(await lost_answers(cluster, args.conversations))
+        reports = [await asynchronous(cluster, conversations),
+                   await synchronous(cluster, conversations),
+                   await remote_apply(cluster, conversations)]
+        reports.append(await lost_answers(cluster, conversations))
         await costs(cluster, reports)
+
+
+def galera_cluster(cluster: GaleraCluster) -> None:
+    step("8. MariaDB Galera: three nodes, each takes writes")
+    for node in cluster.nodes:
+        state = cluster.state(node)
+        note(f"{node.name}: MariaDB on 127.0.0.1:{node.port}, cluster size {state['wsrep_cluster_size']}, "
+             f"{state['wsrep_cluster_status']}")
+    note("No primary to fail over from: the application may write through any node (one engine per node).")
+
+
+async def galera_reads(cluster: GaleraCluster) -> None:
+    step("9. A turn written through node 1, read at once through node 2")
+    reads = await read_elsewhere(cluster)
+    note(f"{reads.rounds} rounds: {reads.stale_plain} stale reads as is, {reads.stale_causal} with "
+         "wsrep_sync_wait=1")
+    note("Other nodes apply a commit just after it is acknowledged: a read there can miss it (here, on loopback,")
+    note("rarely). wsrep_sync_wait=1 makes a read wait until its node has applied everything before it.")
+
+
+async def galera_shared_session(cluster: GaleraCluster) -> None:
+    step("10. Two writers on one session, at once: through one node, then through two")
+    for same_node in (True, False):
+        shared = await two_writers(cluster, same_node=same_node)
+        note(f"{'both through node 1' if same_node else 'A through node 1, B through node 2'}:")
+        for store, label in (("sdk", "SDK's add_items"), ("keyed", "store_turn_once")):
+            check, errors = shared.checks[store], shared.errors[store]
+            seen = ", ".join(f"{name} x{count}" for name, count in errors.most_common()) or "no errors"
+            note(f"  {label:<16}: {check.acknowledged:>4} acknowledged, {check.lost} lost, {check.duplicated} "
+                 f"duplicated, {check.out_of_order} out of order; {seen}")
+    note("Through two nodes, both change the session's row at once; Galera certifies each commit on every node")
+    note("and fails the later one with 1213 (deadlock). Nothing of it was stored: the writer retries the turn.")
+
+
+async def galera_quorum(cluster: GaleraCluster) -> None:
+    step("11. kill -9 of one node, then of a second: the quorum")
+    report = await lose_quorum(cluster)
+    note(f"node 3 killed: writes paused {report.pause_after_one_seconds:.1f} s (until the others dropped it), "
+         f"then went on; cluster size {report.size_after_one}")
+    note(f"node 2 killed too: node 1 says {report.status_after_two} (1 of 3 is no majority) and refuses:")
+    note("  " + ", ".join(f"{name} x{count}" for name, count in report.refused.most_common()))
+    note(f"an operator bootstraps node 1 (pc.bootstrap=YES): writes resume "
+         f"{report.resumed_after_bootstrap_seconds:.2f} s later")
+    check = report.check
+    note(f"history check: {check.acknowledged} acknowledged, {check.lost} lost, {check.duplicated} duplicated, "
+         f"{check.out_of_order} out of order")
 
 
 def parser() -> argparse.ArgumentParser:
     result = argparse.ArgumentParser(description="Lesson 11: sessions on a PostgreSQL cluster with failover")
     result.add_argument("--conversations", type=int, default=4, choices=range(1, 65), metavar="N",
-                        help="writers per store in each drill (1-64, default 4)")
+                        help="writers per store in each PostgreSQL drill (1-64, default 4)")
+    result.add_argument("--only", choices=("postgres", "galera"), default=None,
+                        help="run only the PostgreSQL part (steps 1-7) or only the Galera part (8-11)")
     return result
 
 

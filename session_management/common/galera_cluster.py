@@ -7,7 +7,7 @@ certification and its client gets a deadlock error (1213), as if InnoDB had chos
 
 The first node bootstraps the cluster; the others join it and receive its data by a state transfer over
 rsync (``wsrep_sst_method=rsync``). Everything lives in a temporary directory that :meth:`GaleraCluster.close`
-removes. Needs MariaDB's server, Debian's ``galera-4`` and ``rsync``.
+removes. Needs MariaDB's server, Debian's ``galera-4``, ``rsync`` and ``ss`` (``iproute2``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,7 @@ from .local_servers import RUN_AS, Ports, give_to_server_user, reap, spawn, wait
 USER, PASSWORD, DATABASE = "course", "course", "sessions"
 PROVIDERS = ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/galera-4/libgalera_smm.so",
              "/usr/lib64/galera-4/libgalera_smm.so")
-INSTALL_HINT = "install them: apt-get install mariadb-server galera-4 rsync (Debian/Ubuntu)"
+INSTALL_HINT = "install them: apt-get install mariadb-server galera-4 rsync iproute2 (Debian/Ubuntu)"
 
 
 def binaries() -> tuple[str, str, str]:
@@ -36,7 +36,8 @@ def binaries() -> tuple[str, str, str]:
     installer = shutil.which("mariadb-install-db")
     provider = next((p for p in PROVIDERS if os.path.exists(p)), None)
     missing = [name for name, path in (("mariadb-server", server and installer), ("galera-4", provider),
-                                       ("rsync", shutil.which("rsync"))) if not path]
+                                       ("rsync", shutil.which("rsync")),  # the state transfer's tools
+                                       ("iproute2", shutil.which("ss") or shutil.which("lsof"))) if not path]
     if missing:
         raise CourseError(f"{' and '.join(missing)} not installed", INSTALL_HINT)
     assert server and installer and provider
