@@ -216,8 +216,9 @@ async def galera_shared_session(cluster: GaleraCluster) -> None:
             seen = ", ".join(f"{name} x{count}" for name, count in errors.most_common()) or "no errors"
             note(f"  {label:<16}: {check.acknowledged:>4} acknowledged, {check.lost} lost, {check.duplicated} "
                  f"duplicated, {check.out_of_order} out of order; {seen}")
-    note("Through two nodes, both change the session's row at once; Galera certifies each commit on every node")
-    note("and fails the later one with 1213 (deadlock). Nothing of it was stored: the writer retries the turn.")
+    note("Through one node, InnoDB's row locks make one writer wait (now and then a deadlock). Through two, both")
+    note("change the session's row at once; Galera certifies each commit on every node and fails the later one")
+    note("with 1213 (deadlock) at COMMIT. Nothing of it was stored: the writer retries the whole turn.")
 
 
 async def galera_quorum(cluster: GaleraCluster) -> None:
