@@ -20,9 +20,9 @@ import pytest
 from tests import lessons
 
 COVERED_BY_TRANSCRIPT_TESTS = {"01_sqlite_session", "03_advanced_sqlite_session"}
-# Lesson 11 crashes a Patroni primary four times, then Galera nodes (about 2 minutes): its drills run
-# in-process in tests/test_lesson_11.py, and its first command without the packages (one line, exit 2) there too.
-TOO_SLOW_FOR_A_FIRST_COMMAND = {"11_failover"}
+# Lesson 12 crashes a Patroni primary four times, then Galera nodes (about 2 minutes): its drills run
+# in-process in tests/test_lesson_12.py, and its first command without the packages (one line, exit 2) there too.
+TOO_SLOW_FOR_A_FIRST_COMMAND = {"12_failover"}
 
 
 @dataclass(frozen=True)

@@ -1,4 +1,4 @@
-"""Failover drills for lesson 11: conversations keep writing turns while the database server under them dies.
+"""Failover drills for lesson 12: conversations keep writing turns while the database server under them dies.
 
 Every drill ends the same way: a **history check**. Each writer records the turns the database acknowledged
 (the commit returned); afterwards every conversation is read back and compared with that record:
@@ -11,7 +11,7 @@ Two ways to write a turn (its user message and its reply, in one transaction) ru
 
 * ``sdk``: the SDK's ``SQLAlchemySession.add_items``, retried blindly when it fails;
 * ``keyed``: :func:`store_turn_once`, which stores a per-turn key in the same transaction, so a retry of a turn
-  that was in fact stored finds the key and stores nothing (the Idempotency-Key of lesson 05).
+  that was in fact stored finds the key and stores nothing (the Idempotency-Key of lesson 06).
 """
 
 from __future__ import annotations

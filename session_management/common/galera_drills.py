@@ -1,4 +1,4 @@
-"""Lesson 11's drills on MariaDB Galera (:class:`GaleraCluster`): reads through another node, two writers on
+"""Lesson 12's drills on MariaDB Galera (:class:`GaleraCluster`): reads through another node, two writers on
 one session through two nodes, and nodes killed until the cluster loses its quorum.
 
 They reuse the PostgreSQL drills' writers and history check (:mod:`failover_drills`): every acknowledged turn

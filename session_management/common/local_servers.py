@@ -1,4 +1,4 @@
-"""What the throwaway clusters of lesson 11 share: free loopback ports, unprivileged processes, waiting, signals.
+"""What the throwaway clusters of lesson 12 share: free loopback ports, unprivileged processes, waiting, signals.
 
 PostgreSQL and MariaDB refuse to run as root, so when the course runs as root (a CI machine, a container) the
 servers run as ``nobody``; otherwise as you. Everything here is for lessons and tests, on 127.0.0.1 only.

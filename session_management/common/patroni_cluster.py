@@ -1,6 +1,6 @@
 """A throwaway PostgreSQL cluster with automatic failover: one etcd, three Patroni nodes (a primary, two replicas).
 
-Lesson 11 and its tests start one when no ``FAILOVER_POSTGRES_URL`` is configured, so the lesson's first command
+Lesson 12 and its tests start one when no ``FAILOVER_POSTGRES_URL`` is configured, so the lesson's first command
 works with nothing but Debian's ``patroni`` and ``etcd-server`` packages (and PostgreSQL) installed. Everything
 lives in a temporary directory that :meth:`PatroniCluster.close` removes; every port is on 127.0.0.1.
 

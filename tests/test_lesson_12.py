@@ -1,4 +1,4 @@
-"""Lesson 11: the PostgreSQL failover drill on a real throwaway Patroni cluster (etcd + three nodes).
+"""Lesson 12: the PostgreSQL failover drill on a real throwaway Patroni cluster (etcd + three nodes).
 
 One cluster, two crashes of the primary, in this process (about 40 s):
 
@@ -33,7 +33,7 @@ from tests import lessons
 from tests.backends import require_all_backends
 from tests.lessons import RunHere
 
-LESSON = "session_management.11_failover.main"
+LESSON = "session_management.12_failover.main"
 
 
 def require_patroni() -> None:

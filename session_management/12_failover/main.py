@@ -1,10 +1,10 @@
-"""Lesson 11: when the database server dies: sessions on PostgreSQL with automatic failover, and on Galera.
+"""Lesson 12: when the database server dies: sessions on PostgreSQL with automatic failover, and on Galera.
 
-    uv run python -m session_management.11_failover.main                    # throwaway Patroni and Galera
-    uv run python -m session_management.11_failover.main --only galera      # or --only postgres
-    uv run python -m session_management.11_failover.main --conversations 8  # more writers per drill
+    uv run python -m session_management.12_failover.main                    # throwaway Patroni and Galera
+    uv run python -m session_management.12_failover.main --only galera      # or --only postgres
+    uv run python -m session_management.12_failover.main --conversations 8  # more writers per drill
     FAILOVER_POSTGRES_URL='postgresql+asyncpg://u:p@/db?host=a:5432&host=b:5432&target_session_attrs=read-write' \
-        uv run python -m session_management.11_failover.main                # your cluster: steps 1-2 only
+        uv run python -m session_management.12_failover.main                # your cluster: steps 1-2 only
 
 With no FAILOVER_POSTGRES_URL, the lesson starts etcd and three Patroni nodes (a primary, two replicas) on free
 loopback ports and removes them at the end; that needs Debian's `patroni` and `etcd-server` packages. The Galera
@@ -156,7 +156,7 @@ async def main(args: argparse.Namespace) -> None:
     if galera:
         galera_binaries()
     choice = choose_model()
-    heading("Lesson 11: when the database server dies")
+    heading("Lesson 12: when the database server dies")
     print(f"model   : {choice.description}")
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
     if postgres:
@@ -236,7 +236,7 @@ async def galera_quorum(cluster: GaleraCluster) -> None:
 
 
 def parser() -> argparse.ArgumentParser:
-    result = argparse.ArgumentParser(description="Lesson 11: sessions on a PostgreSQL cluster with failover")
+    result = argparse.ArgumentParser(description="Lesson 12: sessions on a PostgreSQL cluster with failover")
     result.add_argument("--conversations", type=int, default=4, choices=range(1, 65), metavar="N",
                         help="writers per store in each PostgreSQL drill (1-64, default 4)")
     result.add_argument("--only", choices=("postgres", "galera"), default=None,
