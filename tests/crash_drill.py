@@ -30,8 +30,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine, create_session_tables
-from session_management.common.course_session import CourseSession
-from session_management.common.summarizing_session import SummarizingSession
+from session_management.stores.course_session import CourseSession
+from session_management.stores.summarizing_session import SummarizingSession
 
 rotation = importlib.import_module("session_management.04_encrypted_session.rotation")
 

@@ -9,7 +9,7 @@ import asyncio
 import sys
 
 from session_management.common import create_engine
-from session_management.common.course_session import CourseSession
+from session_management.stores.course_session import CourseSession
 
 
 async def main(url: str, process: int, sessions: int, turns: int) -> None:

@@ -24,9 +24,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
 from session_management.common import CourseError
-from session_management.common.redis_cluster_session import RedisClusterSession
-from session_management.common.redis_connect import cluster_client
-from session_management.common.redis_servers import LocalCluster, LocalRedis, redis_server_binary
+from session_management.servers.redis import LocalCluster, LocalRedis, redis_server_binary
+from session_management.servers.redis_connect import cluster_client
+from session_management.stores.redis_cluster_session import RedisClusterSession
 from tests.backends import require_all_backends
 from tests.opened import Opened
 

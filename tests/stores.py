@@ -45,7 +45,7 @@ from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine, create_session_tables, sdk_store_pool
-from session_management.common.course_session import CourseSession
+from session_management.stores.course_session import CourseSession
 from tests import redis_stores as r
 from tests.opened import Opened
 from tests.summarizing_store import summarizing_sqlalchemy

@@ -19,7 +19,7 @@ from agents.memory import Session, SessionSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import OfflineModel
-from session_management.common.summarizing_session import ModelSummarizer, SummarizingSession
+from session_management.stores.summarizing_session import ModelSummarizer, SummarizingSession
 
 
 def summarizing_sqlalchemy(engine: AsyncEngine, session_id: str,

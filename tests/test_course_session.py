@@ -14,14 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
 from session_management.common import create_engine, create_session_tables
-from session_management.common.course_session import (
+from session_management.stores.course_session import (
     CourseSession,
     MySQLCourseSession,
     PostgresCourseSession,
     SQLiteCourseSession,
 )
-from session_management.common.course_session._pool import borrow, pool_capacity
-from session_management.common.course_session.sqlite import _busy_timeout
+from session_management.stores.course_session._pool import borrow, pool_capacity
+from session_management.stores.course_session.sqlite import _busy_timeout
 
 CLASSES = {"sqlite": SQLiteCourseSession, "postgres": PostgresCourseSession, "mysql": MySQLCourseSession}
 

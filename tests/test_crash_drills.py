@@ -17,7 +17,7 @@ from agents.extensions.memory import EncryptedSession, SQLAlchemySession
 from cryptography.fernet import MultiFernet
 
 from session_management.common import create_engine
-from session_management.common.summarizing_session import is_summary, summary_covers
+from session_management.stores.summarizing_session import is_summary, summary_covers
 from tests import crash_drill as drill
 from tests.backends import reset_database, server_url
 from tests.lessons import REPO_ROOT, lesson_env

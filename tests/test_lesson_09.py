@@ -17,7 +17,7 @@ from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_session_tables
-from session_management.common.course_session import CourseSession
+from session_management.stores.course_session import CourseSession
 from tests import lessons
 from tests.lessons import RunHere
 

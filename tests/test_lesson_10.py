@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from session_management.common import CourseError, load_env
-from session_management.common.redis_cluster_session import RedisClusterSession
-from session_management.common.redis_connect import configured_url, open_redis
+from session_management.servers.redis_connect import configured_url, open_redis
+from session_management.stores.redis_cluster_session import RedisClusterSession
 from tests import lessons
 from tests.backends import require_all_backends
 from tests.lessons import RunHere

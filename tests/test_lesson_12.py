@@ -15,6 +15,7 @@ one-line message without the packages is.
 from __future__ import annotations
 
 import asyncio
+import importlib
 import os
 import tempfile
 from pathlib import Path
@@ -24,16 +25,20 @@ from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import CourseError
-from session_management.common.failover_drills import patroni_drill, prepare, store_turn_once
-from session_management.common.galera_cluster import GaleraCluster
-from session_management.common.galera_cluster import binaries as galera_binaries
-from session_management.common.galera_drills import QuorumReport, SharedSession, lose_quorum, two_writers
-from session_management.common.patroni_cluster import PatroniCluster, binaries
+from session_management.servers.galera import GaleraCluster
+from session_management.servers.galera import binaries as galera_binaries
+from session_management.servers.patroni import PatroniCluster, binaries
 from tests import lessons
 from tests.backends import require_all_backends
 from tests.lessons import RunHere
 
 LESSON = "session_management.12_failover.main"
+postgres_drills = importlib.import_module("session_management.12_failover.postgres_drills")
+galera_drills = importlib.import_module("session_management.12_failover.galera_drills")
+patroni_drill, prepare = postgres_drills.patroni_drill, postgres_drills.prepare
+store_turn_once = postgres_drills.store_turn_once
+QuorumReport, SharedSession = galera_drills.QuorumReport, galera_drills.SharedSession
+lose_quorum, two_writers = galera_drills.lose_quorum, galera_drills.two_writers
 
 
 def require_patroni() -> None:

@@ -22,8 +22,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.pool import NullPool
 
 from session_management.common import create_engine, create_session_tables, liveness
-from session_management.common.course_session import CourseSession
 from session_management.common.liveness import IDLE_SECONDS, ping_when_idle
+from session_management.stores.course_session import CourseSession
 from tests.backends import SERVER_BACKENDS, reset_database, server_url
 
 counting = importlib.import_module("session_management.09_scaling.counting")

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import asyncio
+import importlib
 from collections.abc import AsyncIterator
 
 import pytest
 
-from session_management.common.redis_cluster_session import NotReplicatedError, RedisClusterSession
-from session_management.common.redis_connect import cluster_client
-from session_management.common.redis_drills import failover_drill, resharding_drill, stalled_primary_drill
-from session_management.common.redis_servers import LocalCluster
+from session_management.servers.redis import LocalCluster
+from session_management.servers.redis_connect import cluster_client
+from session_management.stores.redis_cluster_session import NotReplicatedError, RedisClusterSession
 from tests.redis_stores import require_redis_server
+
+drills = importlib.import_module("session_management.10_redis_session.drills")
+failover_drill, resharding_drill, stalled_primary_drill = (
+    drills.failover_drill, drills.resharding_drill, drills.stalled_primary_drill)
 
 
 @pytest.fixture

@@ -16,9 +16,9 @@ from agents.memory import Session
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 
-from session_management.common.redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
-from session_management.common.redis_connect import cluster_client
-from session_management.common.redis_servers import LocalCluster, LocalRedis, RedisServer
+from session_management.servers.redis import LocalCluster, LocalRedis, RedisServer
+from session_management.servers.redis_connect import cluster_client
+from session_management.stores.redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
 from tests.fault_proxy import FaultProxy
 from tests.redis_stores import STORES, connect, flush, messages_key, require_redis_server
 

@@ -21,8 +21,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import CourseError, OfflineModel, create_session_tables
-from session_management.common.course_session import CourseSession
-from session_management.common.summarizing_session import (
+from session_management.stores.course_session import CourseSession
+from session_management.stores.summarizing_session import (
     ModelSummarizer,
     SummarizingSession,
     is_summary,
@@ -374,7 +374,7 @@ async def test_an_encrypted_journal_must_not_forget_sooner_than_the_store(sqlite
 async def test_a_journal_a_crash_left_half_written_is_dropped(sqlite_engine: AsyncEngine) -> None:
     """The journal's header counts its items: a journal with fewer (its write, or its final clear, was cut
     short) says nothing about the store, which is left as it is (the journal is only trusted whole)."""
-    from session_management.common.summarizing_session import _journal_header
+    from session_management.stores.summarizing_session import _journal_header
 
     history = [item for number in range(4) for item in turn(number)]
     store, journal = protocol_only_store(sqlite_engine, "half"), protocol_only_store(sqlite_engine, "half:journal")

@@ -36,7 +36,7 @@ from session_management.common import (
     run_lesson,
     step,
 )
-from session_management.common.course_session import CourseSession
+from session_management.stores.course_session import CourseSession
 
 CONVERSATIONS = 40
 # The fix. asyncpg caches prepared statements per connection under fixed names; behind a transaction-mode pooler

@@ -20,9 +20,9 @@ from agents.memory import Session
 from redis.asyncio import BlockingConnectionPool, Redis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common.redis_cluster_session import RedisClusterSession
-from session_management.common.redis_connect import cluster_client
-from session_management.common.redis_servers import LocalCluster, LocalRedis
+from session_management.servers.redis import LocalCluster, LocalRedis
+from session_management.servers.redis_connect import cluster_client
+from session_management.stores.redis_cluster_session import RedisClusterSession
 
 from .stores import Close, Opener, StoreFactory
 

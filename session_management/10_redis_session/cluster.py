@@ -9,10 +9,11 @@ from agents.extensions.memory import RedisSession
 from redis.asyncio.cluster import RedisCluster
 
 from session_management.common import agent_says, note, show_items, step, user_says
-from session_management.common.redis_cluster_session import RedisClusterSession
-from session_management.common.redis_connect import RedisTarget
-from session_management.common.redis_drills import failover_drill, resharding_drill, stalled_primary_drill
-from session_management.common.redis_servers import LocalCluster
+from session_management.servers.redis import LocalCluster
+from session_management.servers.redis_connect import RedisTarget
+from session_management.stores.redis_cluster_session import RedisClusterSession
+
+from .drills import failover_drill, resharding_drill, stalled_primary_drill
 
 PREFIX = "lesson09"
 

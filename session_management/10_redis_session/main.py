@@ -16,7 +16,7 @@ from agents import Agent
 from redis.asyncio.cluster import RedisCluster
 
 from session_management.common import choose_model, heading, lesson_parser, run_lesson
-from session_management.common.redis_connect import open_redis
+from session_management.servers.redis_connect import open_redis
 
 from . import cluster, standalone
 

@@ -9,8 +9,8 @@ from agents.extensions.memory import RedisSession
 from redis.asyncio import Redis
 
 from session_management.common import agent_says, note, show_items, step, user_says
-from session_management.common.redis_connect import RedisTarget
-from session_management.common.redis_servers import RedisServer
+from session_management.servers.redis import RedisServer
+from session_management.servers.redis_connect import RedisTarget
 
 PREFIX = "lesson09"
 

@@ -31,7 +31,7 @@ from session_management.common import (
     step,
     user_says,
 )
-from session_management.common.summarizing_session import SummarizingSession
+from session_management.stores.summarizing_session import SummarizingSession
 
 from .compaction_standin import CompactionStandIn
 from .measure import measure, print_table

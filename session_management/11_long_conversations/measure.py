@@ -38,7 +38,7 @@ from session_management.common import (
     resolve_database_url,
     run_lesson,
 )
-from session_management.common.summarizing_session import item_tokens
+from session_management.stores.summarizing_session import item_tokens
 
 LIMIT = 20
 QUESTION = "Can you remind me what we decided about the venue, the budget and who is bringing the projector? "

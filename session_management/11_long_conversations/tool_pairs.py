@@ -17,7 +17,7 @@ from agents.items import TResponseInputItem
 from agents.memory import SessionInputCallback
 
 from session_management.common import OfflineModel
-from session_management.common.summarizing_session import safe_cut
+from session_management.stores.summarizing_session import safe_cut
 
 
 class RejectedInput(Exception):

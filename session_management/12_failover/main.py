@@ -34,7 +34,13 @@ from session_management.common import (
     step,
     user_says,
 )
-from session_management.common.failover_drills import (
+from session_management.servers.galera import GaleraCluster
+from session_management.servers.galera import binaries as galera_binaries
+from session_management.servers.patroni import PatroniCluster
+from session_management.servers.patroni import binaries as patroni_binaries
+
+from .galera_drills import lose_quorum, read_elsewhere, two_writers
+from .postgres_drills import (
     DrillReport,
     commit_costs,
     engine_for,
@@ -42,11 +48,6 @@ from session_management.common.failover_drills import (
     prepare,
     store_turn_once,
 )
-from session_management.common.galera_cluster import GaleraCluster
-from session_management.common.galera_cluster import binaries as galera_binaries
-from session_management.common.galera_drills import lose_quorum, read_elsewhere, two_writers
-from session_management.common.patroni_cluster import PatroniCluster
-from session_management.common.patroni_cluster import binaries as patroni_binaries
 
 
 def the_cluster(cluster: PatroniCluster | None, url: str) -> None:

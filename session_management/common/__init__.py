@@ -1,6 +1,10 @@
-"""Shared helpers for the lessons: settings, databases, schema, models and narration.
+"""Plumbing several lessons share: settings, databases, schema, models (the offline one too), narration and the
+command runner.
 
-Lessons import from here so that each ``main.py`` shows only what it teaches.
+Lessons import from here so that each ``main.py`` shows only what it teaches. Only what two or more lessons use
+lives here (``tests/course/test_layout.py`` keeps it so): the stores the course builds are in
+``session_management.stores``, throwaway servers in ``session_management.servers``, and what one lesson uses in
+that lesson's folder.
 """
 
 from __future__ import annotations

@@ -16,9 +16,10 @@ from dataclasses import dataclass
 from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .failover_drills import STORES, HistoryCheck, Writer, check_histories, prepare, store_turn_once, turn
-from .galera_cluster import GaleraCluster, GaleraNode
-from .local_servers import wait_until
+from session_management.servers.galera import GaleraCluster, GaleraNode
+from session_management.servers.local import wait_until
+
+from .postgres_drills import STORES, HistoryCheck, Writer, check_histories, prepare, store_turn_once, turn
 
 
 def engine_on(node: GaleraNode, *, causal: bool = False) -> AsyncEngine:

@@ -32,9 +32,9 @@ from sqlalchemy import text as sql_text
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
-from .local_servers import signal_all
-from .patroni_cluster import PatroniCluster
-from .schema import create_session_tables, session_tables
+from session_management.common.schema import create_session_tables, session_tables
+from session_management.servers.local import signal_all
+from session_management.servers.patroni import PatroniCluster
 
 metadata = MetaData()
 sdk_sessions, sdk_messages = session_tables(metadata)

@@ -37,7 +37,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
 from sqlalchemy.util import greenlet_spawn
 
-from ..liveness import RETURNED_AT, idle_threshold, known_closed
+from session_management.common.liveness import RETURNED_AT, idle_threshold, known_closed
 
 T = TypeVar("T")
 

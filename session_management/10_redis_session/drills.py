@@ -17,9 +17,9 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
 
-from .redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
-from .redis_connect import cluster_client
-from .redis_servers import LocalCluster, RedisServer
+from session_management.servers.redis import LocalCluster, RedisServer
+from session_management.servers.redis_connect import cluster_client
+from session_management.stores.redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
 
 
 def turn(session_id: str, number: int) -> list[dict[str, str]]:

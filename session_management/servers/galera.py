@@ -21,8 +21,8 @@ from typing import Any
 
 import pymysql
 
-from .errors import CourseError
-from .local_servers import RUN_AS, Ports, give_to_server_user, reap, spawn, wait_until
+from session_management.common.errors import CourseError
+from session_management.servers.local import RUN_AS, Ports, give_to_server_user, reap, spawn, wait_until
 
 USER, PASSWORD, DATABASE = "course", "course", "sessions"
 PROVIDERS = ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/galera-4/libgalera_smm.so",

@@ -44,8 +44,8 @@ from agents import Agent, Model, Runner
 from agents.items import TResponseInputItem
 from agents.memory import Session, SessionABC, SessionSettings
 
-from .errors import CourseError
-from .offline_model import estimate_tokens
+from session_management.common.errors import CourseError
+from session_management.common.offline_model import estimate_tokens
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +121,9 @@ class ModelSummarizer:
 
     def __init__(self, model: str | Model | None = None, instructions: str = SUMMARY_INSTRUCTIONS) -> None:
         if model is None:
-            from .models import lesson_model  # here, not at import: reading .env is the caller's moment
+            from session_management.common.models import (
+                lesson_model,  # here, not at import: reading .env is the caller's moment
+            )
 
             model = lesson_model()
         self.agent = Agent(name="Summarizer", instructions=instructions, model=model)

@@ -13,7 +13,8 @@ from agents.memory.session import SessionABC
 from agents.memory.session_settings import SessionSettings, coerce_session_settings, resolve_session_limit
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from ..schema import MESSAGES_TABLE, SESSIONS_TABLE
+from session_management.common.schema import MESSAGES_TABLE, SESSIONS_TABLE
+
 from ._pool import settle
 
 logger = logging.getLogger("session_management.course_session")
@@ -87,7 +88,7 @@ class CourseSession(SessionABC):
         **kwargs: Any,
     ) -> CourseSession:
         """A session on a new engine for *url* (the course's pool defaults); dispose of ``session.engine``."""
-        from ..databases import create_engine
+        from session_management.common.databases import create_engine
 
         engine = create_engine(url, **(engine_kwargs or {}))
         return cls(session_id, engine=engine, session_settings=session_settings, **kwargs)

@@ -14,7 +14,7 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from .errors import CourseError
+from session_management.common.errors import CourseError
 
 RUN_AS = "nobody"  # an unprivileged user every Debian system has
 

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import redis
 
-from .errors import CourseError
+from session_management.common.errors import CourseError
 
 SLOTS = 16384
 REPLICATION_USER, REPLICATION_PASSWORD = "replication", "course-replication"

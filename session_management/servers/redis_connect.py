@@ -20,9 +20,10 @@ from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import AuthenticationError, RedisError
 
-from .errors import CourseError
-from .redis_servers import LocalCluster, LocalRedis, RedisServer
-from .settings import load_env
+from session_management.common.errors import CourseError
+from session_management.common.settings import load_env
+
+from .redis import LocalCluster, LocalRedis, RedisServer
 
 CONNECT_TIMEOUT = 5.0
 

@@ -23,8 +23,8 @@ import urllib.request
 from pathlib import Path
 from typing import Any
 
-from .errors import CourseError
-from .local_servers import (
+from session_management.common.errors import CourseError
+from session_management.servers.local import (
     Ports,
     children,
     command_line,
