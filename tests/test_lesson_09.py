@@ -196,9 +196,10 @@ def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str])
     """Every line of the README's result blocks is printed by the benchmark from the committed results.json, and
     the README names that run's command and duration: no number in the README without the run behind it."""
     folder = lessons.REPO_ROOT / "session_management" / "09_scaling"
-    benchmark = importlib.import_module("session_management.09_scaling.main")
+    report = importlib.import_module("session_management.09_scaling.report")
+    benchmark = importlib.import_module("session_management.09_scaling.benchmark")
     document = json.loads((folder / "results.json").read_text())
-    benchmark.print_table([benchmark.Result(**row) for row in document["results"]])
+    report.print_table([benchmark.Result(**row) for row in document["results"]])
     printed = capsys.readouterr().out.splitlines()
     readme = (folder / "README.md").read_text()
     blocks = readme.split("<!-- results: the lines below are printed from results.json by the test -->")[1:]
@@ -209,7 +210,7 @@ def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str])
         for line in filter(None, lines):
             assert line in printed, f"README line not printed from results.json: {line!r}"
     counted = json.loads((folder / "counted.json").read_text())  # the counted run's block, the same way
-    benchmark.print_table([benchmark.Result(**row) for row in counted["results"]])
+    report.print_table([benchmark.Result(**row) for row in counted["results"]])
     printed_counted = capsys.readouterr().out.splitlines()
     counted_blocks = readme.split("<!-- counted: the lines below are printed from counted.json by the test -->")[1:]
     assert len(counted_blocks) == 1, "the README lost its counted block"

@@ -18,7 +18,7 @@ from session_management.common import (
     item_line,
     lesson_parser,
     note,
-    run_main,
+    run_lesson,
     step,
     user_says,
 )
@@ -135,5 +135,4 @@ if __name__ == "__main__":
     parser = lesson_parser("Lesson 03: AdvancedSQLiteSession", database=False)
     parser.add_argument("--data-dir", default=str(DATA_DIR / "lesson03"),
                         help="folder for the session file (default: .data/lesson03)")
-    arguments = parser.parse_args()
-    run_main(lambda: main(arguments))
+    run_lesson(main, parser.parse_args())

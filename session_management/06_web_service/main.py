@@ -31,7 +31,7 @@ from session_management.common import (
     open_database,
     redact,
     resolve_database_url,
-    run_main,
+    run_lesson,
     step,
 )
 
@@ -239,4 +239,4 @@ def build_parser() -> argparse.ArgumentParser:
 
 if __name__ == "__main__":
     arguments = build_parser().parse_args()
-    run_main(lambda: serve(arguments) if arguments.serve else main(arguments))
+    run_lesson(serve if arguments.serve else main, arguments)

@@ -23,6 +23,8 @@ from typing import Any
 
 from agents import set_tracing_disabled
 
+from session_management.common import run_lesson
+
 from .rules import RULES, Rule, Subject
 
 Factory = Callable[[], AbstractAsyncContextManager[Any]]
@@ -92,4 +94,4 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    run_lesson(main)
