@@ -38,6 +38,7 @@ from session_management.common import (
     resolve_database_url,
     run_lesson,
 )
+from session_management.common.plots import log_log, new_figure, save
 from session_management.common.summarizing_session import item_tokens
 
 LIMIT = 20
@@ -115,12 +116,7 @@ def print_table(rows: list[Row]) -> None:
 
 
 def plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    figure, (reads, tokens) = plt.subplots(1, 2, figsize=(12, 4.5))
+    figure, ((reads, tokens),) = new_figure(1, 2, (12, 4.5))
     colours = {"sqlite": "tab:green", "postgresql": "tab:blue", "mysql": "tab:orange", "mariadb": "tab:orange"}
     for database in sorted({r.database for r in rows}):
         series = sorted((r for r in rows if r.database == database), key=lambda r: r.items)
@@ -135,16 +131,9 @@ def plot(rows: list[Row], path: Path) -> None:
     tokens.plot([r.items for r in first], [sum(limited[: min(r.items, LIMIT)]) for r in first], ":o",
                 label=f"the newest {LIMIT} items only (limit={LIMIT})")
     for axis, title, unit in ((reads, "time per turn", "ms"), (tokens, "estimated tokens sent per turn", "tokens")):
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_xlabel("items in the session")
-        axis.set_ylabel(unit)
-        axis.set_title(title)
-        axis.grid(True, alpha=0.3)
+        log_log(axis, title=title, x="items in the session", y=unit)
         axis.legend(fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    save(figure, path, dpi=110)
 
 
 def sizes_from(text: str) -> list[int]:
