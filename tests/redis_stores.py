@@ -17,7 +17,6 @@ from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
-import pytest
 from agents.extensions.memory import RedisSession
 from agents.memory import Session
 from redis.asyncio import Redis
@@ -27,7 +26,7 @@ from session_management.common import CourseError
 from session_management.common.redis_cluster_session import RedisClusterSession
 from session_management.common.redis_connect import cluster_client
 from session_management.common.redis_servers import LocalCluster, LocalRedis, redis_server_binary
-from tests.backends import require_all_backends
+from tests.backends import unavailable
 from tests.opened import Opened
 
 Settings = Any
@@ -40,10 +39,7 @@ def require_redis_server() -> None:
     try:
         redis_server_binary()
     except CourseError as error:
-        message = f"redis unavailable: {error.problem}"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"redis unavailable: {error.problem}")
 
 
 def connect(url: str, cluster: bool) -> Redis | RedisCluster:

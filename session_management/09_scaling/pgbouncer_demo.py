@@ -37,6 +37,7 @@ from session_management.common import (
     step,
 )
 from session_management.common.course_session import CourseSession
+from session_management.common.ports import free_port
 
 CONVERSATIONS = 40
 # The fix. asyncpg caches prepared statements per connection under fixed names; behind a transaction-mode pooler
@@ -51,12 +52,6 @@ PGBOUNCER_SAFE_CONNECT_ARGS = {
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or next(
         (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_pgbouncer(binary: str, server: URL, folder: Path) -> tuple[subprocess.Popen[bytes], int]:
