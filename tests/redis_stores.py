@@ -80,7 +80,7 @@ STORES: dict[str, tuple[Callable[..., Session], bool]] = {
 }
 
 
-# -- Entries for the contract registry of tests/stores.py (issue 12's ``Store`` interface) --------------------
+# -- Entries for the contract registry of tests/stores.py (its ``Store`` interface) -------------------------------
 def open_client(url: str, cluster: bool) -> Opened[Redis | RedisCluster]:
     """url -> a client, closed on exit: the handle of the contract registry's Redis entries."""
 
