@@ -5,6 +5,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from session_management.common.tables import Column
+from session_management.common.tables import print_table as table
+
 from .benchmark import Result
 
 # Results measured under the same conditions: database, concurrency, history, read, pool size, model s, pause s.
@@ -44,19 +47,16 @@ def print_table(results: list[Result]) -> None:
 
 
 def print_rates(results: list[Result], columns: Columns) -> None:
-    pool_head = f" {'pool':>4}" if columns.pools else ""
-    think_head = f" {'think s':>7}" if columns.thinks else ""
-    header = (f"{'database':<10} {'C':>5} {'hist':>5} {'read':<5} {'store':<15}{pool_head}{think_head} {'turns/s':>8} "
-              f"{'rounds (min-max)':>17} {'p50 ms':>8} {'p99 ms':>8} {'max ms':>8} {'err':>4} {'lost':>4} {'dup':>4}")
-    print(header)
-    print("-" * len(header))
-    for r in sorted(results, key=lambda r: (*order(r), -r.turns_per_s)):
-        spread = f"{r.rounds} ({min(r.turns_per_s_rounds):.0f}-{max(r.turns_per_s_rounds):.0f})"
-        pool = f" {r.pool_size:>4}" if columns.pools else ""
-        think = f" {think_label(r):>7}" if columns.thinks else ""
-        print(f"{r.database:<10} {r.concurrency:>5} {r.history:>5} {r.read:<5} {r.store:<15}{pool}{think} "
-              f"{r.turns_per_s:>8.0f} {spread:>17} {r.p50_ms:>8.1f} {r.p99_ms:>8.1f} {r.max_ms:>8.1f} {r.errors:>4} "
-              f"{r.lost:>4} {r.duplicated + r.misordered:>4}")
+    table([Column("database", 10, align="<"), Column("C", 5), Column("hist", 5), Column("read", 5, align="<"),
+           Column("store", 15, align="<"), *([Column("pool", 4)] if columns.pools else []),
+           *([Column("think s", 7)] if columns.thinks else []), Column("turns/s", 8, ".0f"),
+           Column("rounds (min-max)", 17), Column("p50 ms", 8, ".1f"), Column("p99 ms", 8, ".1f"),
+           Column("max ms", 8, ".1f"), Column("err", 4), Column("lost", 4), Column("dup", 4)],
+          [(r.database, r.concurrency, r.history, r.read, r.store, *([r.pool_size] if columns.pools else []),
+            *([think_label(r)] if columns.thinks else []), r.turns_per_s,
+            f"{r.rounds} ({min(r.turns_per_s_rounds):.0f}-{max(r.turns_per_s_rounds):.0f})", r.p50_ms, r.p99_ms,
+            r.max_ms, r.errors, r.lost, r.duplicated + r.misordered)
+           for r in sorted(results, key=lambda r: (*order(r), -r.turns_per_s))])
 
 
 def print_ratios(groups: dict[Group, dict[str, Result]], columns: Columns) -> None:
@@ -89,26 +89,20 @@ def print_growth(results: list[Result], columns: Columns) -> None:
         print("\n".join(lines))
 
 
-def shown(value: float | None, form: str) -> str:
-    return "-" if value is None else format(value, form)
-
-
 def print_costs(results: list[Result], groups: dict[Any, dict[str, Result]], several_pools: bool) -> None:
     """What a turn cost, counted (round trips, statements, bytes on the wire) and measured (the client's CPU), and
     `course_session` against the floor. Nothing for runs that were not counted (the committed run predates it)."""
     counted = [r for r in results if r.client_cpu_us_per_turn is not None]
     if not counted:
         return
-    header = (f"{'database':<10} {'C':>5} {'hist':>5} {'read':<5} {'think s':>7} {'store':<15} {'round trips':>11} "
-              f"{'statements':>10} {'bytes':>7} {'new conns':>9} {'client CPU µs':>13}")
     print("\nper turn (round trips, statements, bytes: counted on the wire; CPU: the client process's):")
-    print(header)
-    print("-" * len(header))
-    for r in sorted(counted, key=lambda r: (*order(r), r.client_cpu_us_per_turn or 0)):
-        print(f"{r.database:<10} {r.concurrency:>5} {r.history:>5} {r.read:<5} {think_label(r):>7} {r.store:<15} "
-              f"{shown(r.round_trips_per_turn, '11.2f')} {shown(r.statements_per_turn, '10.2f')} "
-              f"{shown(r.bytes_per_turn, '7.0f')} {shown(r.connections_opened, '9d')} "
-              f"{shown(r.client_cpu_us_per_turn, '13.0f')}")
+    table([Column("database", 10, align="<"), Column("C", 5), Column("hist", 5), Column("read", 5, align="<"),
+           Column("think s", 7), Column("store", 15, align="<"), Column("round trips", 11, ".2f"),
+           Column("statements", 10, ".2f"), Column("bytes", 7, ".0f"), Column("new conns", 9, "d"),
+           Column("client CPU µs", 13, ".0f")],
+          [(r.database, r.concurrency, r.history, r.read, think_label(r), r.store, r.round_trips_per_turn,
+            r.statements_per_turn, r.bytes_per_turn, r.connections_opened, r.client_cpu_us_per_turn)
+           for r in sorted(counted, key=lambda r: (*order(r), r.client_cpu_us_per_turn or 0))])
     print()
     for key, by_store in sorted(groups.items()):
         course, floor = by_store.get("course_session"), by_store.get("floor")

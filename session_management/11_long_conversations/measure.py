@@ -40,6 +40,8 @@ from session_management.common import (
 )
 from session_management.common.plots import log_log, new_figure, save
 from session_management.common.summarizing_session import item_tokens
+from session_management.common.tables import Column
+from session_management.common.tables import print_table as table
 
 LIMIT = 20
 QUESTION = "Can you remind me what we decided about the venue, the budget and who is bringing the projector? "
@@ -106,13 +108,11 @@ async def measure(url: str, sizes: list[int], repeats: int) -> list[Row]:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = (f"{'database':<11} {'items':>6} {'get_items ms':>12} {f'limit={LIMIT} ms':>12} {'items sent':>10} "
-              f"{'tokens sent':>11} {'turn ms':>8}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r.database:<11} {r.items:>6} {r.get_all_ms:>12.2f} {r.get_limited_ms:>12.2f} {r.items_sent:>10} "
-              f"{r.tokens_sent:>11} {r.turn_ms:>8.1f}")
+    columns = [Column("database", 11, align="<"), Column("items", 6), Column("get_items ms", 12, ".2f"),
+               Column(f"limit={LIMIT} ms", 12, ".2f"), Column("items sent", 10), Column("tokens sent", 11),
+               Column("turn ms", 8, ".1f")]
+    table(columns, [(r.database, r.items, r.get_all_ms, r.get_limited_ms, r.items_sent, r.tokens_sent, r.turn_ms)
+                    for r in rows])
 
 
 def plot(rows: list[Row], path: Path) -> None:
