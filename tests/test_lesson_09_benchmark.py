@@ -17,6 +17,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from session_management.common import CourseError, create_engine, create_session_tables
+from session_management.common.progress import Progress
 from tests.backends import unavailable
 
 bench = importlib.import_module("session_management.09_scaling.benchmark")
@@ -27,6 +28,10 @@ stores = importlib.import_module("session_management.09_scaling.stores")
 workload = importlib.import_module("session_management.09_scaling.workload")
 
 ALL_STORES = [*stores.STORES, *peers.PEERS]
+
+
+def quiet() -> Progress:
+    return Progress(1, enabled=False)  # no bar, no lines
 
 
 def applicable(url: str) -> list[str]:
@@ -59,7 +64,7 @@ async def test_every_store_and_peer_keeps_every_message(database_url: str) -> No
     names = applicable(database_url)
     cells = [workload.Cell(3), workload.Cell(3, 5, "full"), workload.Cell(3, 5, "limit")]
     plan = bench.Plan(cells, turns=2, limit=2, rounds=1, peer_rounds=1, stores=names, pool_size=4)
-    results = await bench.benchmark(database_url, plan, workload.Silent(), 0)
+    results = await bench.benchmark(database_url, plan, quiet(), 0)
     backend = make_url(database_url).get_backend_name()
     assert sorted((r.store, r.history, r.read) for r in results) == sorted(
         (name, cell.history, cell.read) for name in names for cell in cells)
@@ -133,7 +138,7 @@ class _Faulty:
                          [("none", 0, 0, 0), ("lose", 16, 0, 0), ("double", 0, 12, 0), ("swap", 0, 0, 4)])
 async def test_the_check_catches_lost_duplicated_and_reordered_messages(fault: str, lost: int, duplicated: int,
                                                                         misordered: int) -> None:
-    run = await workload.run_store(lambda sid: _Faulty(sid, fault), workload.Cell(4, 3), 2, 2, workload.Silent(), fault,
+    run = await workload.run_store(lambda sid: _Faulty(sid, fault), workload.Cell(4, 3), 2, 2, quiet(), fault,
                                 f"faulty-{fault}")
     assert (run.errors, run.lost, run.duplicated, run.misordered) == (0, lost, duplicated, misordered)
 

@@ -18,12 +18,13 @@ from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine, create_session_tables
+from session_management.common.progress import Progress
 
 from .counting import CountingProxy
 from .peers import PEERS
 from .redis_stores import REDIS_STORES
 from .stores import SDK_TABLE_STORES, STORES, Close, StoreFactory
-from .workload import Cell, Prefill, Progress, Run, Silent, Think, conversation_prefill, run_store
+from .workload import Cell, Prefill, Run, Think, conversation_prefill, run_store
 
 
 @dataclass
@@ -168,7 +169,7 @@ async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> 
         stores = await open_stores(plan, url, engine, closers)
         for name in stores:  # warm up: open every pool's connections, prepare statements, create tables
             await run_store(stores[name], Cell(min(plan.pool_size, max(c.concurrency for c in plan.cells))), 1,
-                            plan.limit, Silent(), name, f"bench-warmup-{uuid.uuid4().hex[:8]}")
+                            plan.limit, Progress(1, enabled=False), name, f"bench-warmup-{uuid.uuid4().hex[:8]}")
         for index, cell in enumerate(plan.cells):
             runs = await measure_cell(stores, cell, index + rotation, plan, engine, progress, proxy, sdk_tables)
             results += [summarise(name, "redis" if name in REDIS_STORES else engine.dialect.name, cell, plan, done)

@@ -31,13 +31,13 @@ from pathlib import Path
 from typing import Any
 
 from session_management.common import CourseError, heading, open_database, redact, run_lesson
+from session_management.common.progress import Progress
 
 from .benchmark import Result, applies, benchmark
 from .durability import check_servers
 from .options import Options, build_parser, read_options
 from .plot import plot
 from .report import print_table
-from .workload import Progress
 
 
 def describe(args: argparse.Namespace, options: Options) -> None:
@@ -64,13 +64,17 @@ async def check_databases(options: Options, allow_non_durable: bool) -> dict[str
 
 async def run_benchmarks(options: Options) -> list[Result]:
     """Every plan on every database, one after another; the Redis stores once, with the first database."""
-    progress = Progress(options.turns_to_run())
+    # A bar on a terminal; elsewhere (a CI log) a line per 5% of the turns.
+    progress = Progress(options.turns_to_run(), unit=" turns", log_lines=20)
     results: list[Result] = []
-    for rotation, url in enumerate(options.urls):
-        for plan in options.plans:
-            stores = [name for name in plan.stores if applies(name, url, rotation == 0)]
-            if stores:
-                results += await benchmark(url, replace(plan, stores=stores), progress, rotation)
+    try:
+        for rotation, url in enumerate(options.urls):
+            for plan in options.plans:
+                stores = [name for name in plan.stores if applies(name, url, rotation == 0)]
+                if stores:
+                    results += await benchmark(url, replace(plan, stores=stores), progress, rotation)
+    finally:
+        progress.close()
     return results
 
 

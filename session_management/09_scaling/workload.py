@@ -19,6 +19,7 @@ from datetime import datetime, timedelta
 from sqlalchemy import MetaData, func, insert, select
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from session_management.common.progress import Progress
 from session_management.common.schema import session_tables
 
 from .counting import CountingProxy, Counts
@@ -41,37 +42,6 @@ class Cell:
     concurrency: int
     history: int = 0
     read: str = "full"
-
-
-class Progress:
-    """A one-line progress bar on stderr (redrawn on a terminal, a line per 5% otherwise)."""
-
-    def __init__(self, total: int) -> None:
-        self.total, self.done, self.started = total, 0, time.monotonic()
-        self.tty = sys.stderr.isatty()
-        self.last_quarter = -1
-
-    def advance(self, label: str) -> None:
-        self.done += 1
-        fraction = self.done / self.total
-        if self.tty:
-            bar = "#" * int(30 * fraction)
-            sys.stderr.write(f"\r[{bar:<30}] {self.done}/{self.total} turns  {label:<40}")
-            if self.done == self.total:
-                sys.stderr.write("\n")
-            sys.stderr.flush()
-        elif int(fraction * 20) > self.last_quarter:
-            self.last_quarter = int(fraction * 20)
-            print(f"progress: {self.done}/{self.total} turns ({fraction:.0%}, "
-                  f"{time.monotonic() - self.started:.0f} s) {label}", file=sys.stderr, flush=True)
-
-
-class Silent(Progress):
-    def __init__(self) -> None:
-        super().__init__(1)
-
-    def advance(self, label: str) -> None:
-        pass
 
 
 def turn_items(session_id: str, turn: int) -> list[dict[str, str]]:
@@ -170,7 +140,7 @@ class Conversations:
             if turn and self.think.pause_s:
                 await asyncio.sleep(self.think.pause_s)
             await self.one_turn(session_id, store, turn_items(session_id, turn))
-            self.progress.advance(self.label)
+            self.progress.advance(label=self.label)
         close_store(store)
 
     async def one_turn(self, session_id: str, store: TurnStore, items: list[dict[str, str]]) -> None:

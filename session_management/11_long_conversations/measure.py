@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from agents import Agent, Runner, set_tracing_disabled
 from agents.extensions.memory import SQLAlchemySession
@@ -117,23 +118,33 @@ def print_table(rows: list[Row]) -> None:
 
 def plot(rows: list[Row], path: Path) -> None:
     figure, ((reads, tokens),) = new_figure(1, 2, (12, 4.5))
-    colours = {"sqlite": "tab:green", "postgresql": "tab:blue", "mysql": "tab:orange", "mariadb": "tab:orange"}
-    for database in sorted({r.database for r in rows}):
-        series = sorted((r for r in rows if r.database == database), key=lambda r: r.items)
-        sizes, colour = [r.items for r in series], colours.get(database, "tab:gray")
-        reads.plot(sizes, [r.turn_ms for r in series], "--o", color=colour, label=f"whole turn ({database})")
-        reads.plot(sizes, [r.get_all_ms for r in series], "-o", color=colour, label=f"get_items() ({database})")
-        reads.plot(sizes, [r.get_limited_ms for r in series], ":o", color=colour,
-                   label=f"get_items(limit={LIMIT}) ({database})")
-    first = sorted((r for r in rows if r.database == rows[0].database), key=lambda r: r.items)
-    tokens.plot([r.items for r in first], [r.tokens_sent for r in first], "-o", label="whole history")
-    limited = [item_tokens(item) for item in history(LIMIT)]
-    tokens.plot([r.items for r in first], [sum(limited[: min(r.items, LIMIT)]) for r in first], ":o",
-                label=f"the newest {LIMIT} items only (limit={LIMIT})")
+    draw_times(reads, rows)
+    draw_tokens(tokens, rows)
     for axis, title, unit in ((reads, "time per turn", "ms"), (tokens, "estimated tokens sent per turn", "tokens")):
         log_log(axis, title=title, x="items in the session", y=unit)
         axis.legend(fontsize=7)
     save(figure, path, dpi=110)
+
+
+def draw_times(axis: Any, rows: list[Row]) -> None:
+    """Per database: the whole turn, a full read and a limited read, against the history's length."""
+    colours = {"sqlite": "tab:green", "postgresql": "tab:blue", "mysql": "tab:orange", "mariadb": "tab:orange"}
+    for database in sorted({r.database for r in rows}):
+        series = sorted((r for r in rows if r.database == database), key=lambda r: r.items)
+        sizes, colour = [r.items for r in series], colours.get(database, "tab:gray")
+        axis.plot(sizes, [r.turn_ms for r in series], "--o", color=colour, label=f"whole turn ({database})")
+        axis.plot(sizes, [r.get_all_ms for r in series], "-o", color=colour, label=f"get_items() ({database})")
+        axis.plot(sizes, [r.get_limited_ms for r in series], ":o", color=colour,
+                  label=f"get_items(limit={LIMIT}) ({database})")
+
+
+def draw_tokens(axis: Any, rows: list[Row]) -> None:
+    """The tokens a turn sends: the whole history, against only the newest LIMIT items."""
+    first = sorted((r for r in rows if r.database == rows[0].database), key=lambda r: r.items)
+    axis.plot([r.items for r in first], [r.tokens_sent for r in first], "-o", label="whole history")
+    limited = [item_tokens(item) for item in history(LIMIT)]
+    axis.plot([r.items for r in first], [sum(limited[: min(r.items, LIMIT)]) for r in first], ":o",
+              label=f"the newest {LIMIT} items only (limit={LIMIT})")
 
 
 def sizes_from(text: str) -> list[int]:

@@ -279,7 +279,6 @@ def recall(conversation: Conversation) -> str | None:
     """The answer to a question about the conversation itself (a fact, a like, an earlier message), or None."""
     lowered = conversation.current.lower().strip()
     facts = conversation.facts
-    earlier = conversation.user_messages[:-1]
     if re.search(r"\bsummari[sz]e\b", lowered):
         return summary_of_facts(conversation)
     if re.search(r"\b(what(?:'s| is) my name|who am i|do you (?:know|remember) my name)\b", lowered):
@@ -294,6 +293,12 @@ def recall(conversation: Conversation) -> str | None:
         return "I don't know what you like yet: you haven't told me."
     if re.search(r"\bwhat do you (?:know|remember)\b", lowered):
         return _summary(conversation)
+    return recall_messages(conversation, lowered)
+
+
+def recall_messages(conversation: Conversation, lowered: str) -> str | None:
+    """The answer to a question about the user's earlier messages, or about a fact by its name, or None."""
+    earlier = conversation.user_messages[:-1]
     if re.search(r"\bhow many (?:messages|turns|questions)\b", lowered):
         return (f"This is message {conversation.turn} from you; "
                 f"you sent {len(earlier)} before it in this conversation.")
@@ -303,7 +308,7 @@ def recall(conversation: Conversation) -> str | None:
         return f'Your first message was: "{earlier[0]}"' if earlier else "This is your first message to me."
     asked = re.search(r"\bwhat(?:'s| is| are) my ([a-z][\w' -]*?)\s*\?*$", lowered)
     if asked:
-        return _fact_answer(asked.group(1).strip(), facts)
+        return _fact_answer(asked.group(1).strip(), conversation.facts)
     return None
 
 
