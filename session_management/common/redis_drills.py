@@ -338,12 +338,19 @@ async def resharding_drill(cluster: LocalCluster, client: RedisCluster, sessions
         stop.set()
         await asyncio.gather(*writers)
     elapsed = time.monotonic() - started
+    present, in_order, on_new = await count_turns(cluster, client, stores, acknowledged, new_node)
+    return ReshardReport(len(ids), len(slots) + 1, keys, sum(acknowledged.values()), present, in_order, on_new, elapsed)
+
+
+async def count_turns(cluster: LocalCluster, client: RedisCluster, stores: dict[str, RedisClusterSession],
+                      acknowledged: dict[str, int], new_node: RedisServer) -> tuple[int, int, int]:
+    """After the resharding: (turns present, conversations whole and in order, conversations on the new node)."""
     present, in_order, on_new = 0, 0, 0
-    for sid in ids:
-        items = await stores[sid].get_items()
+    for sid, store in stores.items():
+        items = await store.get_items()
         present += len(items) // 2
         expected = [part for number in range(1, acknowledged[sid] + 1) for part in turn(sid, number)]
         in_order += items == expected
-        slot = await client.cluster_keyslot(stores[sid].messages_key)
+        slot = await client.cluster_keyslot(store.messages_key)
         on_new += cluster.owner_of_slot(slot) is new_node
-    return ReshardReport(len(ids), len(slots) + 1, keys, sum(acknowledged.values()), present, in_order, on_new, elapsed)
+    return present, in_order, on_new
