@@ -9,9 +9,9 @@
     uv run python -m session_management.08_session_admin.main stats --json
 
 The pieces: `cli.py` (the parser), `store.py` (the SDK's tables and per-database SQL), `browse.py` (list, show,
-stats), `transfer.py` (export, import), `retention.py` (purge), `output.py` (tables, escapes, progress),
-`demo.py` (the demonstration), `benchmark.py` (export/import against pg_dump + COPY). This file only dispatches
-and turns expected mistakes into one line; it imports the Agents SDK only for the demonstration.
+stats), `transfer.py` (export, import), `retention.py` (purge), `output.py` (tables, escapes),
+`demo.py` (the demonstration), `benchmark.py` (export/import against pg_dump + COPY). This file only dispatches,
+through the course's one runner (common/cli.py); it imports the Agents SDK only for the demonstration.
 
 Every command takes ``--database`` and ``--json``. Times are the database's own clock: the SDK stores
 ``CURRENT_TIMESTAMP`` (the server's clock, no time zone), so cut-offs are computed from the server's "now" too.

@@ -14,6 +14,10 @@ are read first: a server that acknowledges commits before they reach the disk is
 like a chat (model time between read and write, user time between turns). On a server database every store
 talks through a counting proxy (counting.py): round trips, statements and bytes per turn are counted on the
 wire, next to the client's CPU time per turn.
+
+This file is the story; the pieces: `options.py` (the command line, checked), `workload.py` (one measured run of
+C conversations), `benchmark.py` (every store on one database), `durability.py` (refusing a server that does not
+make commits durable), `report.py` (the tables) and `plot.py` (the PNG).
 """
 
 from __future__ import annotations
