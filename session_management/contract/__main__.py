@@ -23,8 +23,6 @@ from typing import Any
 
 from agents import set_tracing_disabled
 
-from session_management.common import run_lesson
-
 from .rules import RULES, Rule, Subject
 
 Factory = Callable[[], AbstractAsyncContextManager[Any]]
@@ -94,4 +92,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
-    run_lesson(main)
+    # Not the course's runner (common/cli.py): this package is copied into the reader's own project, where
+    # nothing of the course but the package itself is importable.
+    sys.exit(main())
