@@ -15,7 +15,7 @@ from pathlib import Path
 from agents import Agent, Runner
 from agents.extensions.memory import SQLAlchemySession
 
-from session_management.common import choose_model, item_line, open_database, redact, run_main
+from session_management.common import choose_model, item_line, open_database, redact, run_lesson, run_main
 from session_management.common.settings import resolve_database_url
 
 PACKAGE_DIR = Path(__file__).resolve().parent
@@ -107,10 +107,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "chat":
         if not re.fullmatch(r"\S{1,255}", args.session_id):
             parser.error("--session-id must be 1-255 characters without spaces")
-        return run_main(lambda: chat(args.database, args.session_id))
+        return run_main(chat, args.database, args.session_id)
     list_lessons()
     return 0
 
 
 if __name__ == "__main__":
-    raise SystemExit(run_main(main))
+    run_lesson(main)

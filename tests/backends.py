@@ -14,6 +14,7 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import NoReturn
 
 import pytest
 from sqlalchemy import MetaData, text
@@ -35,7 +36,18 @@ class Availability:
 
 
 def require_all_backends() -> bool:
-    return os.environ.get("REQUIRE_ALL_BACKENDS", "").strip().lower() in ("1", "true", "yes")
+    """Whether a missing backend, tool or optional package fails its tests rather than skipping them: under
+    ``REQUIRE_ALL_BACKENDS=1`` (what .ci/run sets) or on a CI service (``CI=true``), where everything must be there."""
+    required = os.environ.get("REQUIRE_ALL_BACKENDS", "").strip().lower() in ("1", "true", "yes")
+    return required or os.environ.get("CI") == "true"
+
+
+def unavailable(message: str) -> NoReturn:
+    """Skip the test with *message* (what is missing and the command that installs it), or fail it when every
+    backend is required (:func:`require_all_backends`)."""
+    if require_all_backends():
+        pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+    pytest.skip(message)
 
 
 def test_database_url(server_url: str) -> str:
@@ -101,10 +113,7 @@ def server_url(backend: str) -> str:
     if status is None:
         status = probe_backends()[backend]
     if status.url is None:
-        message = f"{backend} unavailable: {status.reason}"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"{backend} unavailable: {status.reason}")
     return status.url
 
 

@@ -17,7 +17,6 @@ from contextlib import ExitStack
 from functools import partial
 from typing import Any
 
-import pytest
 from agents.extensions.memory import RedisSession
 from agents.memory import Session
 from redis.asyncio import Redis
@@ -27,7 +26,7 @@ from session_management.common import CourseError
 from session_management.servers.redis import LocalCluster, LocalRedis, redis_server_binary
 from session_management.servers.redis_connect import cluster_client
 from session_management.stores.redis_cluster_session import RedisClusterSession
-from tests.backends import require_all_backends
+from tests.backends import unavailable
 from tests.opened import Opened
 
 Settings = Any
@@ -40,10 +39,7 @@ def require_redis_server() -> None:
     try:
         redis_server_binary()
     except CourseError as error:
-        message = f"redis unavailable: {error.problem}"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
+        unavailable(f"redis unavailable: {error.problem}")
 
 
 def connect(url: str, cluster: bool) -> Redis | RedisCluster:
@@ -84,7 +80,7 @@ STORES: dict[str, tuple[Callable[..., Session], bool]] = {
 }
 
 
-# -- Entries for the contract registry of tests/stores.py (issue 12's ``Store`` interface) --------------------
+# -- Entries for the contract registry of tests/stores.py (its ``Store`` interface) -------------------------------
 def open_client(url: str, cluster: bool) -> Opened[Redis | RedisCluster]:
     """url -> a client, closed on exit: the handle of the contract registry's Redis entries."""
 

@@ -1,4 +1,4 @@
-"""SummarizingSession as an entry of the Session contract suite (tests/stores.py, issue 12's registry).
+"""SummarizingSession as an entry of the Session contract suite (the registry in tests/stores.py).
 
 At merge, one entry joins ``STORES`` there, built from the SDK store's own pieces::
 

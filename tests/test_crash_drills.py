@@ -1,5 +1,6 @@
-"""The kill drills of issue 28 on SQLite, PostgreSQL and MariaDB: SIGKILL at every step of a key rotation and of
-a summary (tests/crash_drill.py does the killing), then count what the database lost or holds twice: 0 and 0.
+"""The kill drills on SQLite, PostgreSQL and MariaDB: SIGKILL at every step of a key rotation and of a summary
+(tests/crash_drill.py does the killing), then count what the database lost or holds twice: 0 and 0, since a
+crash is exactly when a store must neither lose a conversation nor double it.
 
 One subprocess serves all three databases (it forks a child per kill), so the drill costs one interpreter start.
 """

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-import socket
 import sys
 
 import pytest
@@ -11,14 +10,8 @@ from sqlalchemy.engine import make_url
 
 from session_management.common import CourseError, check_connection, create_engine, open_database
 from session_management.common.databases import explain_connection_error
+from session_management.common.ports import free_port
 from tests.lessons import REPO_ROOT
-
-
-def closed_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @pytest.mark.parametrize(
@@ -29,7 +22,7 @@ def closed_port() -> int:
     ],
 )
 async def test_server_not_running_says_how_to_start_it(url: str, service: str) -> None:
-    engine = create_engine(url.format(port=closed_port()))
+    engine = create_engine(url.format(port=free_port()))
     try:
         with pytest.raises(CourseError) as raised:
             await check_connection(engine, timeout=5)

@@ -7,14 +7,13 @@ pointed at PostgreSQL's port. The matrix runs each command's ``__main__`` block 
 as the command line, without ~2 s of imports per case); one subprocess per entry point then proves the process
 boundary: the exit status and the single line a terminal shows.
 
-Lessons 06 and 08 pass once their entry points use ``run_main`` (see the issue-11 report).
+Every entry point ends through the course's one runner (``common/cli.py``), which is what makes the matrix hold.
 """
 
 from __future__ import annotations
 
 import asyncio
 import re
-import socket
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -25,6 +24,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from session_management.common.ports import free_port
 from tests import lessons
 from tests.backends import server_url
 from tests.silent_server import SilentServer
@@ -33,13 +33,6 @@ from tests.silent_server import SilentServer
 SILENT_TIMEOUT_S = "0.2"
 NO_RIGHTS_USER = "course_norights"  # a PostgreSQL role that may log in but not create anything
 NO_RIGHTS_DATABASE = "sessions_norights"
-
-
-def free_port() -> int:
-    """A loopback port nobody listens on (bound, then released)."""
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ import pytest
 from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import create_async_engine
 
+from tests.backends import unavailable
 from tests.preloaded_python import OPEN_AT_EXIT, REPO_ROOT, PreloadedPython, free_port, wait_until_listening
 
 APPS_DIR = REPO_ROOT / "session_management" / "02_sqlalchemy_session" / "frameworks"
@@ -58,10 +59,7 @@ def python(tmp_path_factory: pytest.TempPathFactory) -> Iterator[PreloadedPython
     they must be there, a failure)."""
     missing = [name for name in ("flask", "django") if importlib.util.find_spec(name) is None]
     if missing:
-        message = f"{', '.join(missing)} not installed: uv sync --group frameworks"
-        if os.environ.get("REQUIRE_ALL_BACKENDS") == "1" or os.environ.get("CI") == "true":
-            pytest.fail(message, pytrace=False)
-        pytest.skip(message)
+        unavailable(f"{', '.join(missing)} not installed: uv sync --group frameworks")
     preloaded = PreloadedPython(tmp_path_factory.mktemp("preloaded"))
     try:
         yield preloaded

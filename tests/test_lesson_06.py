@@ -4,9 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import shutil
-import socket
 import sqlite3
 import tempfile
 import time
@@ -19,7 +17,9 @@ import httpx
 import pytest
 from sqlalchemy import text
 
+from session_management.common.ports import free_port
 from tests import lessons
+from tests.backends import unavailable
 from tests.lessons import RunHere
 from tests.web_service import ALICE, BOB, USERS, auth, new_conversation, say, service
 
@@ -195,12 +195,6 @@ def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
     assert "Traceback" not in done.stderr
 
 
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def running_server(lesson_env: dict[str, str], tmp_path: Path) -> Any:
     port = free_port()
@@ -243,10 +237,7 @@ def test_real_server_over_http(running_server: str) -> None:
 def test_browser_sends_a_message_and_sees_the_reply(running_server: str, tmp_path: Path) -> None:
     chromium, driver = shutil.which("chromium"), shutil.which("chromedriver")
     if not (chromium and driver):
-        message = "Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)"
-        if os.environ.get("CI") == "true" or os.environ.get("REQUIRE_ALL_BACKENDS") == "1":
-            pytest.fail(message)
-        pytest.skip(message)
+        unavailable("Chromium and chromedriver are not installed (apt-get install chromium chromium-driver)")
     from selenium import webdriver
     from selenium.webdriver.chrome.service import Service
     from selenium.webdriver.common.by import By

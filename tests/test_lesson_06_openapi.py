@@ -31,7 +31,7 @@ from tests.web_service import ALICE, USERS, app_module, auth, new_conversation, 
 
 dependencies = importlib.import_module("session_management.06_web_service.dependencies")
 MAX_EXAMPLES = 5
-SEED = 20  # issue 20; any fixed seed makes a failure reproducible
+SEED = 20  # any fixed seed makes a failure reproducible
 
 
 def fuzz(database_url: str) -> tuple[list[str], dict[str, Counter[int]]]:

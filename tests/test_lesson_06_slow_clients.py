@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import socket
 from collections.abc import AsyncIterator
 
 import httpx
@@ -18,6 +17,7 @@ import pytest
 import uvicorn
 
 from session_management.common import CourseError, OfflineModel
+from session_management.common.ports import free_port
 from tests.web_service import ALICE, USERS, app_module, auth
 
 server_module = importlib.import_module("session_management.06_web_service.server")
@@ -28,9 +28,7 @@ READ_TIMEOUT_S = 1
 @pytest.fixture
 async def port(database_url: str, monkeypatch: pytest.MonkeyPatch) -> AsyncIterator[int]:
     monkeypatch.setenv("CHAT_READ_TIMEOUT", str(READ_TIMEOUT_S))
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        free = int(probe.getsockname()[1])
+    free = free_port()
     app = app_module.create_app(database_url, USERS, OfflineModel())
     server = uvicorn.Server(server_module.server_config(app, "127.0.0.1", free, log_level="warning"))
     serving = asyncio.create_task(server.serve())

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+from pathlib import Path
 
 from agents import Agent, Runner, SessionSettings, SQLiteSession
 
@@ -18,7 +19,7 @@ from session_management.common import (
     heading,
     lesson_parser,
     note,
-    run_main,
+    run_lesson,
     show_items,
     step,
     user_says,
@@ -39,12 +40,24 @@ async def main(args: argparse.Namespace) -> None:
     heading("Lesson 01: SQLiteSession")
     print(f"model: {choice.description}")
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
+    await without_a_session(agent)
+    session = await with_a_session(agent)
+    await ids_keep_conversations_apart(agent, session)
+    on_disk, db_file = await a_file_survives_a_restart(agent, folder)
+    await the_four_operations(agent, on_disk, db_file)
+    await pop_item_undoes_a_turn(agent, on_disk)
+    run_sync_too()
+    session.close()
 
+
+async def without_a_session(agent: Agent) -> None:
     step("1. Without a session, every run starts from nothing")
     await ask(agent, "Hi! My name is Ada.")
     await ask(agent, "What is my name?")
     note("The second run never saw the first message: nothing carried the history over.")
 
+
+async def with_a_session(agent: Agent) -> SQLiteSession:
     step("2. With a session, the Runner loads the history before each run and saves the new items after")
     session = SQLiteSession("ada")  # no db_path: an in-memory database, gone when the process ends
     await ask(agent, "Hi! My name is Ada.", session)
@@ -52,7 +65,10 @@ async def main(args: argparse.Namespace) -> None:
     items = await session.get_items()
     note(f"The session now holds {len(items)} items:")
     show_items(items)
+    return session
 
+
+async def ids_keep_conversations_apart(agent: Agent, session: SQLiteSession) -> None:
     step("3. Session ids keep conversations apart")
     grace = SQLiteSession("grace")
     await ask(agent, "My name is Grace.", grace)
@@ -61,6 +77,8 @@ async def main(args: argparse.Namespace) -> None:
     note("Same agent, different session ids: each user sees only their own history.")
     grace.close()
 
+
+async def a_file_survives_a_restart(agent: Agent, folder: Path) -> tuple[SQLiteSession, Path]:
     step("4. A file-backed session survives a restart")
     db_file = folder / "conversations.db"
     first = SQLiteSession("ada-on-disk", db_file)
@@ -70,7 +88,10 @@ async def main(args: argparse.Namespace) -> None:
     note(f"The process could stop here. The history is in {db_file}.")
     second = SQLiteSession("ada-on-disk", db_file)  # a new object, as after a restart
     await ask(agent, "Where do I live?", second)
+    return second, db_file
 
+
+async def the_four_operations(agent: Agent, second: SQLiteSession, db_file: Path) -> None:
     step("5. The four operations: get_items, add_items, pop_item, clear_session")
     everything = await second.get_items()
     latest_two = await second.get_items(limit=2)
@@ -85,6 +106,8 @@ async def main(args: argparse.Namespace) -> None:
     note("add_items() stored two items by hand (no model involved):")
     await ask(agent, "What is my favorite color?", second)
 
+
+async def pop_item_undoes_a_turn(agent: Agent, second: SQLiteSession) -> None:
     step("5b. pop_item() undoes a turn, e.g. to correct a question")
     await ask(agent, "What is my favourite colour?", second)  # the British spelling: no such fact
     answer = await second.pop_item()  # the newest item: the agent's answer
@@ -97,9 +120,16 @@ async def main(args: argparse.Namespace) -> None:
     note(f"clear_session() -> {len(await second.get_items())} items left for 'ada-on-disk'")
     second.close()
 
+
+def run_sync_too() -> None:
     step("6. Runner.run_sync works too (for code that is not async)")
     note("It runs its own event loop, so it cannot be called from inside one; see the README.")
-    session.close()
+
+
+def lesson(args: argparse.Namespace) -> None:
+    asyncio.run(main(args))
+    sync_example()  # outside asyncio.run: run_sync refuses to run inside an event loop
+    print("\nNext: lesson 02 stores the same sessions in PostgreSQL, MySQL or SQLite through SQLAlchemy.")
 
 
 def sync_example() -> None:
@@ -116,11 +146,4 @@ if __name__ == "__main__":
     parser = lesson_parser("Lesson 01: SQLiteSession", database=False)
     parser.add_argument("--data-dir", default=str(DATA_DIR / "lesson01"),
                         help="folder for the file-backed session (default: .data/lesson01)")
-    arguments = parser.parse_args()
-
-    def lesson() -> None:
-        asyncio.run(main(arguments))
-        sync_example()  # outside asyncio.run: run_sync refuses to run inside an event loop
-        print("\nNext: lesson 02 stores the same sessions in PostgreSQL, MySQL or SQLite through SQLAlchemy.")
-
-    run_main(lesson)
+    run_lesson(lesson, parser.parse_args())

@@ -104,47 +104,63 @@ async def main(args: argparse.Namespace) -> None:
     async with open_database(url, **sdk_store_pool(url)) as engine:
         step("1. SQLAlchemySession.from_url: the quickest start")
         await from_url_demo(url, agent)
-
-        step("2. One engine for the whole application, tables created once")
-        if engine.dialect.name in ("mysql", "mariadb"):
-            await create_tables_on_mysql(engine)
-            note("So on MySQL the course creates the same tables itself: VARCHAR(255) ids, LONGTEXT items.")
-        else:
-            note("create_tables=True works on this database; the course helper creates the same tables, "
-                 "with VARCHAR(255) ids.")
-        await create_session_tables(engine)
-        note("Tables: agent_sessions (one row per session id), agent_messages (one row per item).")
-
-        step("3. A conversation with memory")
-        session = SQLAlchemySession("lesson02-ada", engine=engine)
-        await session.clear_session()
-        await ask(agent, "Hi! My name is Ada and I live in London.", session)
-        await ask(agent, "My favorite language is Python.", session)
-        await ask(agent, "What do you know about me?", session)
-        note("Stored items, oldest first:")
-        show_items(await session.get_items())
-
-        step("4. A new session object sees the same rows (as after a restart)")
-        again = SQLAlchemySession("lesson02-ada", engine=engine)
-        await ask(agent, "Where do I live?", again)
-
-        step(f"5. {USERS} users at once on one engine")
-        await many_users(agent, engine)
-        note(f"Pool after the burst: {engine.pool.status()}")
-
-        step("6. Error handling")
-        try:
-            await session.add_items([{"role": "user", "content": object()}])  # type: ignore[list-item]
-        except TypeError as error:
-            note(f"A non-JSON item is refused before anything is written: TypeError: {error}")
-        note(f"History unchanged: {len(await session.get_items())} items.")
-        broken = SQLAlchemySession("lesson02-ada", engine=engine, messages_table="no_such_table")
-        try:
-            await broken.get_items()
-        except SQLAlchemyError as error:
-            note(f"Database errors arrive as SQLAlchemyError subclasses: {type(error).__name__}")
+        await one_engine(engine)
+        session = await a_conversation_with_memory(agent, engine)
+        await a_new_session_object(agent, engine)
+        await many_users_at_once(agent, engine)
+        await error_handling(session, engine)
 
     step("7. engine.dispose() ran when the `async with` block ended: no connections are left open")
+
+
+async def one_engine(engine: AsyncEngine) -> None:
+    step("2. One engine for the whole application, tables created once")
+    if engine.dialect.name in ("mysql", "mariadb"):
+        await create_tables_on_mysql(engine)
+        note("So on MySQL the course creates the same tables itself: VARCHAR(255) ids, LONGTEXT items.")
+    else:
+        note("create_tables=True works on this database; the course helper creates the same tables, "
+             "with VARCHAR(255) ids.")
+    await create_session_tables(engine)
+    note("Tables: agent_sessions (one row per session id), agent_messages (one row per item).")
+
+
+async def a_conversation_with_memory(agent: Agent, engine: AsyncEngine) -> SQLAlchemySession:
+    step("3. A conversation with memory")
+    session = SQLAlchemySession("lesson02-ada", engine=engine)
+    await session.clear_session()
+    await ask(agent, "Hi! My name is Ada and I live in London.", session)
+    await ask(agent, "My favorite language is Python.", session)
+    await ask(agent, "What do you know about me?", session)
+    note("Stored items, oldest first:")
+    show_items(await session.get_items())
+    return session
+
+
+async def a_new_session_object(agent: Agent, engine: AsyncEngine) -> None:
+    step("4. A new session object sees the same rows (as after a restart)")
+    again = SQLAlchemySession("lesson02-ada", engine=engine)
+    await ask(agent, "Where do I live?", again)
+
+
+async def many_users_at_once(agent: Agent, engine: AsyncEngine) -> None:
+    step(f"5. {USERS} users at once on one engine")
+    await many_users(agent, engine)
+    note(f"Pool after the burst: {engine.pool.status()}")
+
+
+async def error_handling(session: SQLAlchemySession, engine: AsyncEngine) -> None:
+    step("6. Error handling")
+    try:
+        await session.add_items([{"role": "user", "content": object()}])  # type: ignore[list-item]
+    except TypeError as error:
+        note(f"A non-JSON item is refused before anything is written: TypeError: {error}")
+    note(f"History unchanged: {len(await session.get_items())} items.")
+    broken = SQLAlchemySession("lesson02-ada", engine=engine, messages_table="no_such_table")
+    try:
+        await broken.get_items()
+    except SQLAlchemyError as error:
+        note(f"Database errors arrive as SQLAlchemyError subclasses: {type(error).__name__}")
 
 
 if __name__ == "__main__":

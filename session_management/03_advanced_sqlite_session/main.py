@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from itertools import zip_longest
+from pathlib import Path
 
 from agents import Agent, Runner, function_tool
 from agents.extensions.memory import AdvancedSQLiteSession
@@ -18,7 +19,7 @@ from session_management.common import (
     item_line,
     lesson_parser,
     note,
-    run_main,
+    run_lesson,
     step,
     user_says,
 )
@@ -61,22 +62,35 @@ async def main(args: argparse.Namespace) -> None:
     print(f"model: {choice.description}")
     agent = Agent(name="Assistant", instructions="Reply very concisely. Use tools when they help.",
                   model=choice.model, tools=[get_weather])
+    await in_memory(agent)
+    db_file = folder / "advanced.db"
+    db_file.unlink(missing_ok=True)  # every run starts from the same clean file
+    session = AdvancedSQLiteSession(session_id=SESSION_ID, db_path=db_file, create_tables=True)
+    await a_conversation_with_a_tool(agent, session, db_file)
+    await usage_analytics(session)
+    await structured_queries(session)
+    await branching(agent, session)
+    await switching_and_deleting(agent, session)
+    session.close()
+    await the_file_keeps_everything(db_file)
 
+
+async def in_memory(agent: Agent) -> None:
     step("1. In memory: the same constructor without db_path")
     scratch = AdvancedSQLiteSession(session_id="scratch", create_tables=True)  # keyword-only arguments
     await ask(agent, "My name is Grace.", scratch)
     note(f"{len(await scratch.get_items())} items, gone when the object is closed")
     scratch.close()
 
-    db_file = folder / "advanced.db"
-    db_file.unlink(missing_ok=True)  # every run starts from the same clean file
-    session = AdvancedSQLiteSession(session_id=SESSION_ID, db_path=db_file, create_tables=True)
 
+async def a_conversation_with_a_tool(agent: Agent, session: AdvancedSQLiteSession, db_file: Path) -> None:
     step(f"2. A conversation with a tool call, stored in {db_file.name}; store_run_usage after each run")
     await ask(agent, "My name is Ada and I live in Lisbon.", session)
     await ask(agent, "What's the weather in Lisbon?", session)
     await ask(agent, "What is my favourite colour?", session)
 
+
+async def usage_analytics(session: AdvancedSQLiteSession) -> None:
     step("3. Usage analytics")
     usage = await session.get_session_usage()
     note(f"get_session_usage(): {usage}")
@@ -87,6 +101,8 @@ async def main(args: argparse.Namespace) -> None:
              f"{turn['output_tokens']:>7} {turn['total_tokens']:>7}")
     note(f"get_tool_usage(): {await session.get_tool_usage()}  (tool, calls, turn)")
 
+
+async def structured_queries(session: AdvancedSQLiteSession) -> None:
     step("4. Structured queries")
     for turn in await session.get_conversation_turns():
         note(f"turn {turn['turn']}: {turn['content']}")
@@ -98,6 +114,8 @@ async def main(args: argparse.Namespace) -> None:
         note(f"turn {number}: " + ", ".join(
             item["type"] + (f"({item['tool_name']})" if item["tool_name"] else "") for item in items))
 
+
+async def branching(agent: Agent, session: AdvancedSQLiteSession) -> None:
     step("5. Branching: re-ask turn 3 differently, without losing the original")
     branch = await session.create_branch_from_turn(3, "rephrased")
     note(f"create_branch_from_turn(3) -> {branch!r}; the branch holds the history before turn 3 "
@@ -106,6 +124,8 @@ async def main(args: argparse.Namespace) -> None:
     await ask(agent, "What do you know about me?", session)
     await side_by_side(session, "main", "rephrased")
 
+
+async def switching_and_deleting(agent: Agent, session: AdvancedSQLiteSession) -> None:
     step("6. Switching, branching by content, deleting")
     await session.switch_to_branch("main")
     await ask(agent, "What is my name?", session)  # main goes on where it was
@@ -121,8 +141,9 @@ async def main(args: argparse.Namespace) -> None:
     note(f"after delete_branch: {[b['branch_id'] for b in await session.list_branches()]}")
     for branch_id in ("main", "rephrased"):
         note(f"usage on {branch_id!r}: {await session.get_session_usage(branch_id=branch_id)}")
-    session.close()
 
+
+async def the_file_keeps_everything(db_file: Path) -> None:
     step("7. The file keeps everything: a new object on the same file and id")
     reopened = AdvancedSQLiteSession(session_id=SESSION_ID, db_path=db_file)
     branches = [b["branch_id"] for b in await reopened.list_branches()]
@@ -135,5 +156,4 @@ if __name__ == "__main__":
     parser = lesson_parser("Lesson 03: AdvancedSQLiteSession", database=False)
     parser.add_argument("--data-dir", default=str(DATA_DIR / "lesson03"),
                         help="folder for the session file (default: .data/lesson03)")
-    arguments = parser.parse_args()
-    run_main(lambda: main(arguments))
+    run_lesson(main, parser.parse_args())

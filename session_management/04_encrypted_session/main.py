@@ -115,76 +115,98 @@ async def main(args: argparse.Namespace) -> None:
 
     async with open_database(url) as engine:
         key, saved = encryption_key()  # after the database check, so a database mistake is the only message
-        step("1. Wrap any session: EncryptedSession(session_id, underlying_session, encryption_key, ttl)")
-        underlying = SQLAlchemySession(SESSION_ID, engine=engine)
-        await underlying.clear_session()
-        session = EncryptedSession(SESSION_ID, underlying, key, ttl=3600)
-        await ask(agent, "My name is Ada and my favorite color is teal.", session)
-        await ask(agent, "What is my name?", session)
-        note("The agent remembers: items are decrypted on the way out of the database.")
+        session = await wrap_any_session(agent, engine, key)
+        await what_the_database_holds(engine)
+        await a_wrong_key(agent, engine, session)
+        await one_key_per_session(engine, key, session)
+        await ttl(engine, key)
+        await rotating_the_key(agent, engine, key, session, saved)
 
-        step("2. What the database actually holds")
-        rows = await stored_rows(engine, SESSION_ID)
-        note(f"{len(rows)} rows in agent_messages; the first one, as stored:")
-        note(rows[0][:110] + ("..." if len(rows[0]) > 110 else ""))
-        # Phrases with spaces, because a ciphertext is base64 text: a bare "Ada" turns up in it by chance
-        # about once in a hundred runs, while a space never does.
-        clues = ("name is Ada", "color is teal")
-        leaked = [row for row in rows if any(clue in row for clue in clues)]
-        note(f"rows containing {' or '.join(map(repr, clues))} in plain text: {len(leaked)}")
-        note(f"but anyone can read when each item was written (in clear in the token): "
-             f"{token_time(rows[0]):%Y-%m-%d %H:%M:%S} UTC")
 
-        step("3. A wrong key: no error, just no history")
-        wrong_key = Fernet.generate_key().decode()
-        wrong = EncryptedSession(SESSION_ID, SQLAlchemySession(SESSION_ID, engine=engine), wrong_key)
-        note(f"get_items() with the wrong key -> {await wrong.get_items()} (silently empty)")
-        await ask(agent, "What is my name?", wrong)
-        note("Worse, that run stored two new items encrypted with the wrong key in the same session:")
-        note(f"the right key now reads {len(await session.get_items())} items, the wrong one "
-             f"{len(await wrong.get_items())}, the database holds {len(await stored_rows(engine, SESSION_ID))} rows.")
-        note("Never call pop_item() with a wrong key on SQLAlchemySession: it discards unreadable items while "
-             "looking for a readable one (see the README).")
-        for _ in range(2):  # remove the wrong-key turn, newest first, with the key that wrote it
-            await wrong.pop_item()
-        note(f"after popping the wrong-key turn with its own key: {len(await session.get_items())} readable items")
+async def wrap_any_session(agent: Agent, engine: AsyncEngine, key: str) -> EncryptedSession:
+    step("1. Wrap any session: EncryptedSession(session_id, underlying_session, encryption_key, ttl)")
+    underlying = SQLAlchemySession(SESSION_ID, engine=engine)
+    await underlying.clear_session()
+    session = EncryptedSession(SESSION_ID, underlying, key, ttl=3600)
+    await ask(agent, "My name is Ada and my favorite color is teal.", session)
+    await ask(agent, "What is my name?", session)
+    note("The agent remembers: items are decrypted on the way out of the database.")
+    return session
 
-        step("4. One key per session, derived from the master key and the session id")
-        other_id = "lesson04-grace"
-        other = EncryptedSession(other_id, SQLAlchemySession(other_id, engine=engine), key)
-        await other.clear_session()
-        same_item = {"role": "user", "content": "identical text"}
-        await session.add_items([same_item])
-        await other.add_items([same_item])
-        mine, theirs = (await stored_rows(engine, SESSION_ID))[-1], (await stored_rows(engine, other_id))[-1]
-        note(f"same plaintext, same master key, different sessions -> identical ciphertext? {mine == theirs}")
-        copied = await SQLAlchemySession(SESSION_ID, engine=engine).get_items(limit=1)
-        await SQLAlchemySession(other_id, engine=engine).add_items(copied)  # an attacker copies a row across
-        readable = await other.get_items()
-        note(f"a row copied from {SESSION_ID!r} into {other_id!r} decrypts there? {len(readable) == 2}")
-        await session.pop_item()
-        await other.clear_session()
 
-        step("5. TTL: old items expire on read")
-        ttl_id = "lesson04-ttl"
-        short_lived = EncryptedSession(ttl_id, SQLAlchemySession(ttl_id, engine=engine), key, ttl=2)
-        await short_lived.clear_session()
-        await short_lived.add_items([{"role": "user", "content": "this expires"}])
-        note(f"just written: {len(await short_lived.get_items())} readable item")
-        await asyncio.sleep(3.2)  # Fernet timestamps are whole seconds, so wait past ttl + 1
-        note(f"after 3 s with ttl=2: {len(await short_lived.get_items())} readable items, "
-             f"{len(await stored_rows(engine, ttl_id))} row still in the database")
-        await short_lived.clear_session()
+async def what_the_database_holds(engine: AsyncEngine) -> None:
+    step("2. What the database actually holds")
+    rows = await stored_rows(engine, SESSION_ID)
+    note(f"{len(rows)} rows in agent_messages; the first one, as stored:")
+    note(rows[0][:110] + ("..." if len(rows[0]) > 110 else ""))
+    # Phrases with spaces, because a ciphertext is base64 text: a bare "Ada" turns up in it by chance
+    # about once in a hundred runs, while a space never does.
+    clues = ("name is Ada", "color is teal")
+    leaked = [row for row in rows if any(clue in row for clue in clues)]
+    note(f"rows containing {' or '.join(map(repr, clues))} in plain text: {len(leaked)}")
+    note(f"but anyone can read when each item was written (in clear in the token): "
+         f"{token_time(rows[0]):%Y-%m-%d %H:%M:%S} UTC")
 
-        step("6. Rotating the key without stopping the app")
-        await rotation(agent, engine, key, session)
-        if saved:
-            note(f"The rows stay in agent_messages (session_id {SESSION_ID!r}), readable with your ENCRYPTION_KEY, "
-                 "so you can look at the ciphertext with psql, mysql or sqlite3; the next run clears them.")
-        else:
-            await session.clear_session()
-            note("ENCRYPTION_KEY is not set, so the key was a throwaway: the lesson clears its rows, which nobody "
-                 "could read again.")
+
+async def a_wrong_key(agent: Agent, engine: AsyncEngine, session: EncryptedSession) -> None:
+    step("3. A wrong key: no error, just no history")
+    wrong_key = Fernet.generate_key().decode()
+    wrong = EncryptedSession(SESSION_ID, SQLAlchemySession(SESSION_ID, engine=engine), wrong_key)
+    note(f"get_items() with the wrong key -> {await wrong.get_items()} (silently empty)")
+    await ask(agent, "What is my name?", wrong)
+    note("Worse, that run stored two new items encrypted with the wrong key in the same session:")
+    note(f"the right key now reads {len(await session.get_items())} items, the wrong one "
+         f"{len(await wrong.get_items())}, the database holds {len(await stored_rows(engine, SESSION_ID))} rows.")
+    note("Never call pop_item() with a wrong key on SQLAlchemySession: it discards unreadable items while "
+         "looking for a readable one (see the README).")
+    for _ in range(2):  # remove the wrong-key turn, newest first, with the key that wrote it
+        await wrong.pop_item()
+    note(f"after popping the wrong-key turn with its own key: {len(await session.get_items())} readable items")
+
+
+async def one_key_per_session(engine: AsyncEngine, key: str, session: EncryptedSession) -> None:
+    step("4. One key per session, derived from the master key and the session id")
+    other_id = "lesson04-grace"
+    other = EncryptedSession(other_id, SQLAlchemySession(other_id, engine=engine), key)
+    await other.clear_session()
+    same_item = {"role": "user", "content": "identical text"}
+    await session.add_items([same_item])
+    await other.add_items([same_item])
+    mine, theirs = (await stored_rows(engine, SESSION_ID))[-1], (await stored_rows(engine, other_id))[-1]
+    note(f"same plaintext, same master key, different sessions -> identical ciphertext? {mine == theirs}")
+    copied = await SQLAlchemySession(SESSION_ID, engine=engine).get_items(limit=1)
+    await SQLAlchemySession(other_id, engine=engine).add_items(copied)  # an attacker copies a row across
+    readable = await other.get_items()
+    note(f"a row copied from {SESSION_ID!r} into {other_id!r} decrypts there? {len(readable) == 2}")
+    await session.pop_item()
+    await other.clear_session()
+
+
+async def ttl(engine: AsyncEngine, key: str) -> None:
+    step("5. TTL: old items expire on read")
+    ttl_id = "lesson04-ttl"
+    short_lived = EncryptedSession(ttl_id, SQLAlchemySession(ttl_id, engine=engine), key, ttl=2)
+    await short_lived.clear_session()
+    await short_lived.add_items([{"role": "user", "content": "this expires"}])
+    note(f"just written: {len(await short_lived.get_items())} readable item")
+    await asyncio.sleep(3.2)  # Fernet timestamps are whole seconds, so wait past ttl + 1
+    note(f"after 3 s with ttl=2: {len(await short_lived.get_items())} readable items, "
+         f"{len(await stored_rows(engine, ttl_id))} row still in the database")
+    await short_lived.clear_session()
+
+
+async def rotating_the_key(agent: Agent, engine: AsyncEngine, key: str, session: EncryptedSession,
+                           saved: bool) -> None:
+    step("6. Rotating the key without stopping the app")
+    await rotation(agent, engine, key, session)
+    if saved:
+        note(f"The rows stay in agent_messages (session_id {SESSION_ID!r}), readable with your ENCRYPTION_KEY, "
+             "so you can look at the ciphertext with psql, mysql or sqlite3; the next run clears them.")
+    else:
+        await session.clear_session()
+        note("ENCRYPTION_KEY is not set, so the key was a throwaway: the lesson clears its rows, which nobody "
+             "could read again.")
+
 
 if __name__ == "__main__":
     run_lesson(main, lesson_parser("Lesson 04: EncryptedSession").parse_args())

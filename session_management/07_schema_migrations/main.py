@@ -116,13 +116,22 @@ async def main(args: argparse.Namespace) -> None:
     print(f"model   : {choice.description}\ndatabase: {redact(base_url)} (the lesson uses scratch databases beside it)")
     url = await scratch_database(base_url, "")
     agent = Agent(name="Assistant", instructions="Reply very concisely.", model=choice.model)
+    await upgrade_an_empty_database(url)
+    await the_sdk_uses_the_migrated_tables(agent, url)
+    await down_and_up_again(agent, url)
+    await check_for_drift(url)
+    await adopt_existing_tables(base_url)
 
+
+async def upgrade_an_empty_database(url: str) -> None:
     step("1. An empty database, upgraded to the newest revision")
     note(f"tables before: {await table_names(url)}")
     await alembic(url, "upgrade", "head")
     note(f"alembic upgrade head -> tables: {await table_names(url)}")
     note(f"alembic current -> {await alembic(url, 'current')}")
 
+
+async def the_sdk_uses_the_migrated_tables(agent: Agent, url: str) -> None:
     step("2. The SDK uses the migrated tables as they are: create_tables=False")
     engine = create_engine(url)
     try:
@@ -134,6 +143,8 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         await engine.dispose()
 
+
+async def down_and_up_again(agent: Agent, url: str) -> None:
     step("3. Down one revision and up again: the data stays")
     await alembic(url, "downgrade", "-1")
     note(f"alembic downgrade -1 -> current {await alembic(url, 'current')}; tables {await table_names(url)}")
@@ -148,6 +159,8 @@ async def main(args: argparse.Namespace) -> None:
     finally:
         await engine.dispose()
 
+
+async def check_for_drift(url: str) -> None:
     step("4. alembic check: does the database match the models? (autogenerate finds no drift)")
     note(f"alembic check -> {await alembic(url, 'check')}")
     on_table = " ON conversations" if make_url(url).get_backend_name() in ("mysql", "mariadb") else ""
@@ -162,6 +175,8 @@ async def main(args: argparse.Namespace) -> None:
     await execute(url, "CREATE INDEX idx_conversations_owner_updated ON conversations (owner, updated_at)")
     note(f"index re-created -> alembic check: {await alembic(url, 'check')}")
 
+
+async def adopt_existing_tables(base_url: str) -> None:
     step("5. Adopting migrations for tables that create_tables=True (or the course helper) already made")
     adopt_url = await scratch_database(base_url, "_adopt")
     engine = create_engine(adopt_url)

@@ -9,9 +9,9 @@
     uv run python -m session_management.08_session_admin.main stats --json
 
 The pieces: `cli.py` (the parser), `store.py` (the SDK's tables and per-database SQL), `browse.py` (list, show,
-stats), `transfer.py` (export, import), `retention.py` (purge), `output.py` (tables, escapes, progress),
-`demo.py` (the demonstration), `benchmark.py` (export/import against pg_dump + COPY). This file only dispatches
-and turns expected mistakes into one line; it imports the Agents SDK only for the demonstration.
+stats), `transfer.py` (export, import), `retention.py` (purge), `output.py` (tables, escapes),
+`demo.py` (the demonstration), `benchmark.py` (export/import against pg_dump + COPY). This file only dispatches,
+through the course's one runner (common/cli.py); it imports the Agents SDK only for the demonstration.
 
 Every command takes ``--database`` and ``--json``. Times are the database's own clock: the SDK stores
 ``CURRENT_TIMESTAMP`` (the server's clock, no time zone), so cut-offs are computed from the server's "now" too.
@@ -20,17 +20,23 @@ Every command takes ``--database`` and ``--json``. Times are the database's own 
 from __future__ import annotations
 
 import argparse
-import asyncio
-import sys
 from collections.abc import Sequence
 
 from sqlalchemy.exc import SQLAlchemyError
 
-from session_management.common import CourseError
+from session_management.common import Ending, run_lesson, run_main
 
 from .cli import build_parser
 from .commands import COMMANDS
 from .output import safe_console, visible
+
+# The operator's tool ends like every lesson (a mistake: one line, exit 2; Ctrl+C: 130), and on two more things an
+# operator meets: a statement the database refuses (exit 1), and `... export ID | head` closing the pipe early
+# (nothing to report: exit 0). Every printed message has its control characters escaped (`visible`).
+ENDINGS = {
+    SQLAlchemyError: Ending(1, lambda error: f"the database refused: {str(error).splitlines()[0]}"),
+    BrokenPipeError: Ending(0),
+}
 
 
 async def dispatch(args: argparse.Namespace) -> None:
@@ -44,22 +50,8 @@ async def dispatch(args: argparse.Namespace) -> None:
 
 def main(argv: Sequence[str] | None = None) -> int:
     safe_console()
-    args = build_parser().parse_args(argv)
-    try:
-        asyncio.run(dispatch(args))
-    except CourseError as error:
-        # one line, as every lesson prints it (common/cli.py); ids and paths in it are escaped
-        print(f"error: {visible(str(error))}", file=sys.stderr)
-        return 2
-    except SQLAlchemyError as error:
-        print(f"error: the database refused: {visible(str(error).splitlines()[0])}", file=sys.stderr)
-        return 1
-    except KeyboardInterrupt:
-        return 130
-    except BrokenPipeError:  # `... export ID | head` closed the pipe early
-        return 0
-    return 0
+    return run_main(dispatch, build_parser().parse_args(argv), shown=visible, endings=ENDINGS)
 
 
 if __name__ == "__main__":
-    raise SystemExit(main())
+    run_lesson(main)

@@ -1,4 +1,5 @@
-"""Output for people (aligned tables, escaped text, a progress bar) and for scripts (``--json``)."""
+"""Output for people (aligned tables, escaped text; the progress bar is common/progress.py) and for scripts
+(``--json``)."""
 
 from __future__ import annotations
 
@@ -65,26 +66,6 @@ def json_visible(text: str) -> str:
 
 def print_json(value: object) -> None:
     print(json_visible(json.dumps(value, ensure_ascii=False, indent=2, default=str)))
-
-
-class Progress:
-    """A one-line progress bar on stderr (stdout stays clean for data and --json)."""
-
-    def __init__(self, total: int, label: str, enabled: bool) -> None:
-        self.total, self.label, self.done = total, visible(label), 0
-        self.enabled = enabled and total > 0
-
-    def advance(self, count: int) -> None:
-        self.done += count
-        if self.enabled:
-            filled = int(30 * self.done / self.total)
-            percent = 100 * self.done // self.total
-            print(f"\r{self.label} [{'#' * filled}{'.' * (30 - filled)}] {self.done}/{self.total} {percent:3d}%",
-                  end="", file=sys.stderr, flush=True)
-
-    def close(self) -> None:
-        if self.enabled:
-            print(file=sys.stderr, flush=True)
 
 
 def show_progress(args: argparse.Namespace) -> bool:

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import argparse
+from datetime import datetime
 
 from sqlalchemy import ColumnElement, Table, and_, delete, func, select
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-from .output import Progress, print_json, say, show_progress
+from session_management.common.progress import Progress
+
+from .output import print_json, say, show_progress
 from .store import BATCH, before, connect, database_now, derived_tables, messages, sessions, stamp, with_prefix
 
 
@@ -23,7 +26,7 @@ async def cmd_purge(args: argparse.Namespace) -> None:
         ids = list((await connection.execute(stale.order_by(sessions.c.session_id))).scalars())
         await connection.rollback()  # end the read transaction before the write batches
         items, derived_rows, purged = 0, 0, []
-        progress = Progress(len(ids), "purge", show_progress(args) and not args.dry_run)
+        progress = Progress(len(ids), "purge", enabled=show_progress(args) and not args.dry_run)
         for start in range(0, len(ids), BATCH):
             batch = ids[start:start + BATCH]
             if args.dry_run:
@@ -47,17 +50,7 @@ async def cmd_purge(args: argparse.Namespace) -> None:
             purged += still
             progress.advance(len(batch))
         progress.close()
-        for table in derived:
-            # Rows whose session is already gone (an older purge, a hand-deleted session) and that are old too.
-            left_behind = and_(~table.c.id.in_(select(sessions.c.session_id)),
-                               before(connection, table.c.updated_at, cutoff))
-            if args.prefix:
-                left_behind = and_(left_behind, func.substr(table.c.id, 1, len(args.prefix)) == args.prefix)
-            if args.dry_run:
-                derived_rows += await count(connection, table, left_behind)
-            else:
-                async with connection.begin():
-                    derived_rows += (await connection.execute(delete(table).where(left_behind))).rowcount
+        derived_rows += await purge_left_behind(connection, derived, cutoff, args.prefix, args.dry_run)
     verb = "would delete" if args.dry_run else "deleted"
     if args.json:
         print_json({"dry_run": args.dry_run, "sessions": len(purged), "items": items,
@@ -70,6 +63,24 @@ async def cmd_purge(args: argparse.Namespace) -> None:
         say(f"  {session_id}")  # ids are user input: escaped, so an id cannot clear or retitle the terminal
     if len(purged) > 10:
         say(f"  ... and {len(purged) - 10} more")
+
+
+async def purge_left_behind(connection: AsyncConnection, derived: list[Table], cutoff: datetime, prefix: str | None,
+                            dry_run: bool) -> int:
+    """Lesson 06's rows whose session is already gone (an older purge, a hand-deleted session) and that are old
+    too: deleted (or, in a dry run, counted)."""
+    rows = 0
+    for table in derived:
+        left_behind = and_(~table.c.id.in_(select(sessions.c.session_id)),
+                           before(connection, table.c.updated_at, cutoff))
+        if prefix:
+            left_behind = and_(left_behind, func.substr(table.c.id, 1, len(prefix)) == prefix)
+        if dry_run:
+            rows += await count(connection, table, left_behind)
+        else:
+            async with connection.begin():
+                rows += (await connection.execute(delete(table).where(left_behind))).rowcount
+    return rows
 
 
 async def count(connection: AsyncConnection, table: Table, condition: ColumnElement[bool]) -> int:

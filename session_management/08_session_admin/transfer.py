@@ -27,8 +27,9 @@ from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from session_management.common import CourseError
+from session_management.common.progress import Progress
 
-from .output import Progress, json_visible, print_json, say, show_progress
+from .output import json_visible, print_json, say, show_progress, visible
 from .store import connect, database_now, messages, require_session, sessions, with_prefix
 
 HEADER_KEY = "agents_session_export"  # marks a header line; no SDK item has this key
@@ -83,7 +84,8 @@ async def cmd_export(args: argparse.Namespace) -> None:
         shown = show_progress(args) and args.output is not None
         # Counting is a second pass over the rows: only for a progress bar someone watches.
         total = int(await connection.scalar(select(func.count()).select_from(query.subquery())) or 0) if shown else 0
-        progress = Progress(total, f"export {args.session_ids[0]}" if not several else "export", shown)
+        label = f"export {visible(args.session_ids[0])}" if not several else "export"
+        progress = Progress(total, label, enabled=shown)
         with output_file(args.output) as out:
             try:
                 counts = await write_export(connection, query, out, several, progress)
@@ -310,7 +312,7 @@ async def cmd_import(args: argparse.Namespace) -> None:
         session_rows = [(block.session_id, block.created_at or now, block.updated_at or now) for block in blocks]
         # Items keep file order through their ids; they share one time, the session's last activity (else now).
         item_rows = [(block.session_id, line, block.updated_at or now) for block in blocks for line in block.items]
-        progress = Progress(len(item_rows), "import", show_progress(args))
+        progress = Progress(len(item_rows), "import", enabled=show_progress(args))
         try:
             await bulk_insert(connection, session_rows, item_rows, progress)
         except (SQLAlchemyError, driver_errors()) as error:  # e.g. an id longer than the column allows

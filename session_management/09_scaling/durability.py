@@ -7,8 +7,12 @@ Numbers measured on such a server say nothing about a production one, so the ben
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
+
+from session_management.common import CourseError, create_engine, redact
 
 QUERIES = {
     "postgresql": {
@@ -51,3 +55,27 @@ def durability_problems(dialect: str, settings: dict[str, str]) -> list[str]:
         if settings.get("innodb_doublewrite") in ("0", "OFF", "DETECT_ONLY"):
             problems.append("innodb_doublewrite=0")
     return problems
+
+
+async def check_servers(urls: list[str], allow_non_durable: bool) -> dict[str, dict[str, Any]]:
+    """Read each server's durability settings; refuse a server that acknowledges commits before they are on disk."""
+    servers: dict[str, dict[str, Any]] = {}
+    for url in urls:
+        engine = create_engine(url)
+        try:
+            settings = await server_settings(engine)
+            problems = durability_problems(engine.dialect.name, settings)
+            servers[engine.dialect.name] = {"url": redact(url), "settings": settings, "durable": not problems}
+        finally:
+            await engine.dispose()
+        shown = ", ".join(f"{key}={value}" for key, value in settings.items())
+        print(f"{engine.dialect.name} server settings: {shown}")
+        if problems and not allow_non_durable:
+            raise CourseError(f"{redact(url)} does not make commits durable ({', '.join(problems)}): its numbers "
+                              "would flatter every store and say nothing about production",
+                              "measure on a durable server (scripts/db-servers.sh starts them so unless "
+                              "DB_SERVERS_FAST=1), or pass --allow-non-durable to measure anyway")
+        if problems:
+            print(f"WARNING: {engine.dialect.name} is NOT durable ({', '.join(problems)}): "
+                  "these numbers are not production numbers (--allow-non-durable)")
+    return servers

@@ -36,6 +36,7 @@ from session_management.common import (
     run_lesson,
     step,
 )
+from session_management.common.ports import free_port
 from session_management.stores.course_session import CourseSession
 
 CONVERSATIONS = 40
@@ -51,12 +52,6 @@ PGBOUNCER_SAFE_CONNECT_ARGS = {
 def pgbouncer_binary() -> str | None:
     return shutil.which("pgbouncer") or next(
         (p for p in ("/usr/sbin/pgbouncer", "/usr/bin/pgbouncer") if os.path.exists(p)), None)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def start_pgbouncer(binary: str, server: URL, folder: Path) -> tuple[subprocess.Popen[bytes], int]:

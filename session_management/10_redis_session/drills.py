@@ -108,6 +108,43 @@ async def lagging_failover(cluster: LocalCluster, client: RedisCluster, primary:
     return len(refused), lost_confirmed, seconds
 
 
+async def asynchronous_failover(cluster: LocalCluster, primary: RedisServer, plain: dict[str, RedisClusterSession],
+                                ids: list[str]) -> tuple[int, int, float]:
+    """1. Default asynchronous replication: the primary acknowledges, the replica never sees it.
+    (acknowledged items, lost items, seconds to promote the replica)."""
+    replica = cluster.cut_replication(primary)
+    for sid in ids:
+        await plain[sid].add_items(turn(sid, 2))
+    acknowledged = 2 * len(ids)
+    cluster.crash(primary)
+    seconds = await asyncio.to_thread(cluster.wait_promoted, replica)
+    present = sum([len(await plain[sid].get_items()) for sid in ids])
+    lost = 2 * len(ids) + acknowledged - present  # turn 1 (replicated) + turn 2 (acknowledged) - what is left
+    return acknowledged, lost, seconds
+
+
+async def wait_failover(cluster: LocalCluster, primary: RedisServer, plain: dict[str, RedisClusterSession],
+                        safe: dict[str, RedisClusterSession], ids: list[str]) -> tuple[list[str], int, int, float]:
+    """2. WAIT: the same fault, but each write asks for one replica's confirmation.
+    (refused sessions, confirmed items lost, items re-sent after the failover, seconds to promote)."""
+    replica = cluster.cut_replication(primary)
+    refused: list[str] = []
+    for sid in ids:
+        try:
+            await safe[sid].add_items(turn(sid, 2))
+        except NotReplicatedError:
+            refused.append(sid)
+    cluster.crash(primary)
+    seconds = await asyncio.to_thread(cluster.wait_promoted, replica)
+    have = {sid: await plain[sid].get_items() for sid in ids}
+    lost_confirmed = sum(1 for sid in ids if sid not in refused and len(have[sid]) < 4) * 2
+    for sid in refused:  # the caller knows these are not safe: it re-sends them to the new primary
+        if len(have[sid]) == 2:
+            await plain[sid].add_items(turn(sid, 2))
+    retried = sum([len(await plain[sid].get_items()) - 2 for sid in refused])
+    return refused, lost_confirmed, retried, seconds
+
+
 async def failover_drill(cluster: LocalCluster, client: RedisCluster, sessions: int = 5,
                          rounds: int = 200, filler_mb: int = 24) -> FailoverReport:
     """Cut a primary's replication link, write, crash the primary, let its replica take over: what is lost?
@@ -135,32 +172,10 @@ async def failover_drill(cluster: LocalCluster, client: RedisCluster, sessions: 
     await RedisClusterSession(cost_session, redis_client=client).clear_session()
 
     seconds = []
-    # 1. Default asynchronous replication: the primary acknowledges, the replica never sees it.
-    replica_a = cluster.cut_replication(primary_a)
-    for sid in ids_a:
-        await plain[sid].add_items(turn(sid, 2))
-    acknowledged = 2 * len(ids_a)
-    cluster.crash(primary_a)
-    seconds.append(await asyncio.to_thread(cluster.wait_promoted, replica_a))
-    present = sum([len(await plain[sid].get_items()) for sid in ids_a])
-    lost = 2 * len(ids_a) + acknowledged - present  # turn 1 (replicated) + turn 2 (acknowledged) - what is left
-
-    # 2. WAIT: the same fault, but each write asks for one replica's confirmation.
-    replica_b = cluster.cut_replication(primary_b)
-    refused: list[str] = []
-    for sid in ids_b:
-        try:
-            await safe[sid].add_items(turn(sid, 2))
-        except NotReplicatedError:
-            refused.append(sid)
-    cluster.crash(primary_b)
-    seconds.append(await asyncio.to_thread(cluster.wait_promoted, replica_b))
-    have = {sid: await plain[sid].get_items() for sid in ids_b}
-    lost_confirmed = sum(1 for sid in ids_b if sid not in refused and len(have[sid]) < 4) * 2
-    for sid in refused:  # the caller knows these are not safe: it re-sends them to the new primary
-        if len(have[sid]) == 2:
-            await plain[sid].add_items(turn(sid, 2))
-    retried = sum([len(await plain[sid].get_items()) - 2 for sid in refused])
+    acknowledged, lost, promoted_s = await asynchronous_failover(cluster, primary_a, plain, ids_a)
+    seconds.append(promoted_s)
+    refused, lost_confirmed, retried, promoted_s = await wait_failover(cluster, primary_b, plain, safe, ids_b)
+    seconds.append(promoted_s)
 
     # 3. A lagging replica: frozen, still connected. WAIT must not confirm what it does not have.
     lag_refused, lag_lost, lag_seconds = await lagging_failover(cluster, client, primary_c,
@@ -323,12 +338,19 @@ async def resharding_drill(cluster: LocalCluster, client: RedisCluster, sessions
         stop.set()
         await asyncio.gather(*writers)
     elapsed = time.monotonic() - started
+    present, in_order, on_new = await count_turns(cluster, client, stores, acknowledged, new_node)
+    return ReshardReport(len(ids), len(slots) + 1, keys, sum(acknowledged.values()), present, in_order, on_new, elapsed)
+
+
+async def count_turns(cluster: LocalCluster, client: RedisCluster, stores: dict[str, RedisClusterSession],
+                      acknowledged: dict[str, int], new_node: RedisServer) -> tuple[int, int, int]:
+    """After the resharding: (turns present, conversations whole and in order, conversations on the new node)."""
     present, in_order, on_new = 0, 0, 0
-    for sid in ids:
-        items = await stores[sid].get_items()
+    for sid, store in stores.items():
+        items = await store.get_items()
         present += len(items) // 2
         expected = [part for number in range(1, acknowledged[sid] + 1) for part in turn(sid, number)]
         in_order += items == expected
-        slot = await client.cluster_keyslot(stores[sid].messages_key)
+        slot = await client.cluster_keyslot(store.messages_key)
         on_new += cluster.owner_of_slot(slot) is new_node
-    return ReshardReport(len(ids), len(slots) + 1, keys, sum(acknowledged.values()), present, in_order, on_new, elapsed)
+    return present, in_order, on_new

@@ -23,6 +23,7 @@ import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from agents import Agent, Runner, set_tracing_disabled
 from agents.extensions.memory import SQLAlchemySession
@@ -38,6 +39,9 @@ from session_management.common import (
     resolve_database_url,
     run_lesson,
 )
+from session_management.common.plots import log_log, new_figure, save
+from session_management.common.tables import Column
+from session_management.common.tables import print_table as table
 from session_management.stores.summarizing_session import item_tokens
 
 LIMIT = 20
@@ -105,46 +109,42 @@ async def measure(url: str, sizes: list[int], repeats: int) -> list[Row]:
 
 
 def print_table(rows: list[Row]) -> None:
-    header = (f"{'database':<11} {'items':>6} {'get_items ms':>12} {f'limit={LIMIT} ms':>12} {'items sent':>10} "
-              f"{'tokens sent':>11} {'turn ms':>8}")
-    print(header)
-    print("-" * len(header))
-    for r in rows:
-        print(f"{r.database:<11} {r.items:>6} {r.get_all_ms:>12.2f} {r.get_limited_ms:>12.2f} {r.items_sent:>10} "
-              f"{r.tokens_sent:>11} {r.turn_ms:>8.1f}")
+    columns = [Column("database", 11, align="<"), Column("items", 6), Column("get_items ms", 12, ".2f"),
+               Column(f"limit={LIMIT} ms", 12, ".2f"), Column("items sent", 10), Column("tokens sent", 11),
+               Column("turn ms", 8, ".1f")]
+    table(columns, [(r.database, r.items, r.get_all_ms, r.get_limited_ms, r.items_sent, r.tokens_sent, r.turn_ms)
+                    for r in rows])
 
 
 def plot(rows: list[Row], path: Path) -> None:
-    import matplotlib
+    figure, ((reads, tokens),) = new_figure(1, 2, (12, 4.5))
+    draw_times(reads, rows)
+    draw_tokens(tokens, rows)
+    for axis, title, unit in ((reads, "time per turn", "ms"), (tokens, "estimated tokens sent per turn", "tokens")):
+        log_log(axis, title=title, x="items in the session", y=unit)
+        axis.legend(fontsize=7)
+    save(figure, path, dpi=110)
 
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
 
-    figure, (reads, tokens) = plt.subplots(1, 2, figsize=(12, 4.5))
+def draw_times(axis: Any, rows: list[Row]) -> None:
+    """Per database: the whole turn, a full read and a limited read, against the history's length."""
     colours = {"sqlite": "tab:green", "postgresql": "tab:blue", "mysql": "tab:orange", "mariadb": "tab:orange"}
     for database in sorted({r.database for r in rows}):
         series = sorted((r for r in rows if r.database == database), key=lambda r: r.items)
         sizes, colour = [r.items for r in series], colours.get(database, "tab:gray")
-        reads.plot(sizes, [r.turn_ms for r in series], "--o", color=colour, label=f"whole turn ({database})")
-        reads.plot(sizes, [r.get_all_ms for r in series], "-o", color=colour, label=f"get_items() ({database})")
-        reads.plot(sizes, [r.get_limited_ms for r in series], ":o", color=colour,
-                   label=f"get_items(limit={LIMIT}) ({database})")
+        axis.plot(sizes, [r.turn_ms for r in series], "--o", color=colour, label=f"whole turn ({database})")
+        axis.plot(sizes, [r.get_all_ms for r in series], "-o", color=colour, label=f"get_items() ({database})")
+        axis.plot(sizes, [r.get_limited_ms for r in series], ":o", color=colour,
+                  label=f"get_items(limit={LIMIT}) ({database})")
+
+
+def draw_tokens(axis: Any, rows: list[Row]) -> None:
+    """The tokens a turn sends: the whole history, against only the newest LIMIT items."""
     first = sorted((r for r in rows if r.database == rows[0].database), key=lambda r: r.items)
-    tokens.plot([r.items for r in first], [r.tokens_sent for r in first], "-o", label="whole history")
+    axis.plot([r.items for r in first], [r.tokens_sent for r in first], "-o", label="whole history")
     limited = [item_tokens(item) for item in history(LIMIT)]
-    tokens.plot([r.items for r in first], [sum(limited[: min(r.items, LIMIT)]) for r in first], ":o",
-                label=f"the newest {LIMIT} items only (limit={LIMIT})")
-    for axis, title, unit in ((reads, "time per turn", "ms"), (tokens, "estimated tokens sent per turn", "tokens")):
-        axis.set_xscale("log")
-        axis.set_yscale("log")
-        axis.set_xlabel("items in the session")
-        axis.set_ylabel(unit)
-        axis.set_title(title)
-        axis.grid(True, alpha=0.3)
-        axis.legend(fontsize=7)
-    figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    figure.savefig(path, dpi=110)
+    axis.plot([r.items for r in first], [sum(limited[: min(r.items, LIMIT)]) for r in first], ":o",
+              label=f"the newest {LIMIT} items only (limit={LIMIT})")
 
 
 def sizes_from(text: str) -> list[int]:

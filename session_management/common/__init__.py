@@ -11,8 +11,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from .cli import run_main
-from .console import agent_says, heading, item_line, lesson_parser, note, run_lesson, show_items, step, user_says
+from .cli import Ending, run_lesson, run_main
+from .console import agent_says, heading, item_line, lesson_parser, note, show_items, step, user_says
 from .databases import check_connection, create_engine, open_database, sdk_store_pool
 from .errors import CourseError
 from .schema import create_session_tables, session_tables
@@ -37,6 +37,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "CourseError",
+    "Ending",
     "OfflineModel",
     "agent_says",
     "check_connection",

@@ -1,8 +1,10 @@
 """The one way every command of the course starts and ends.
 
 Each lesson's ``if __name__ == "__main__":`` block (and ``python -m session_management``) hands its entry point
-to :func:`run_main`, so expected mistakes end the same way everywhere: one line on stderr that says what went
-wrong and how to fix it, exit status 2, no traceback. Ctrl+C ends quietly with the conventional status 130.
+and arguments to :func:`run_lesson`, so expected mistakes end the same way everywhere: one line on stderr that
+says what went wrong and how to fix it, exit status 2, no traceback. Ctrl+C ends quietly with the conventional
+status 130. A command with more expected endings (lesson 08's operator tool: a database that refuses a statement,
+a pipe closed early) names them as :class:`Ending` options instead of writing its own handler.
 """
 
 from __future__ import annotations
@@ -10,7 +12,9 @@ from __future__ import annotations
 import asyncio
 import inspect
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any, NoReturn
 
 from .errors import CourseError
 
@@ -18,21 +22,47 @@ EXIT_MISTAKE = 2
 EXIT_INTERRUPTED = 130
 
 
-def run_main(entry: Callable[[], object]) -> int:
-    """Call *entry* (awaiting it with ``asyncio.run`` if it returns a coroutine) and return its exit status.
+@dataclass(frozen=True)
+class Ending:
+    """How a command ends on one more kind of exception: this exit status, and ``error: <says(error)>`` on
+    stderr (no line when *says* is None)."""
+
+    status: int
+    says: Callable[[BaseException], str] | None = None
+
+
+def run_main(entry: Callable[..., object], *args: Any, shown: Callable[[str], str] = str,
+             endings: Mapping[type[BaseException], Ending] | None = None) -> int:
+    """Call ``entry(*args)`` (awaiting it with ``asyncio.run`` if it returns a coroutine); return its exit status.
 
     A :class:`CourseError` becomes ``error: <problem> -> <fix>`` on stderr and ``SystemExit(2)``;
-    ``KeyboardInterrupt`` becomes ``SystemExit(130)``. An int returned by *entry* is the exit status
-    (anything else counts as 0).
+    ``KeyboardInterrupt`` becomes ``SystemExit(130)``; an exception named in *endings* ends as its entry says.
+    *shown* is applied to every printed message (lesson 08 escapes control characters with it). An int returned
+    by *entry* is the exit status (anything else counts as 0).
     """
+    endings = endings or {}
     try:
-        result = entry()
+        result = entry(*args)
         if inspect.iscoroutine(result):
             result = asyncio.run(result)
     except CourseError as error:
-        sys.stdout.flush()  # the transcript so far first, then the message
-        print(f"error: {error}", file=sys.stderr, flush=True)
-        raise SystemExit(EXIT_MISTAKE) from None
+        end(EXIT_MISTAKE, f"error: {shown(str(error))}")
     except KeyboardInterrupt:
         raise SystemExit(EXIT_INTERRUPTED) from None
+    except tuple(endings) as error:
+        ending = next(ending for kind, ending in endings.items() if isinstance(error, kind))
+        end(ending.status, None if ending.says is None else f"error: {shown(ending.says(error))}")
     return result if isinstance(result, int) and not isinstance(result, bool) else 0
+
+
+def end(status: int, line: str | None) -> NoReturn:
+    if line is not None:
+        sys.stdout.flush()  # the transcript so far first, then the message
+        print(line, file=sys.stderr, flush=True)
+    raise SystemExit(status) from None
+
+
+def run_lesson(entry: Callable[..., object], *args: Any, shown: Callable[[str], str] = str,
+               endings: Mapping[type[BaseException], Ending] | None = None) -> NoReturn:
+    """Every command's start: ``entry(*args)`` through :func:`run_main`, then exit with its status."""
+    raise SystemExit(run_main(entry, *args, shown=shown, endings=endings))

@@ -1,12 +1,9 @@
-"""Narration for lessons: headings, transcripts, and a friendly exit for expected mistakes."""
+"""Narration for lessons: headings, transcripts, and the command-line options every lesson shares."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable, Coroutine
 from typing import Any
-
-from .cli import run_main
 
 WIDTH = 78
 
@@ -62,8 +59,3 @@ def lesson_parser(description: str, *, database: bool = True) -> argparse.Argume
             help="sqlite | postgres | mysql | a SQLAlchemy async URL (default: DATABASE_URL, else sqlite)",
         )
     return parser
-
-
-def run_lesson(main: Callable[..., Coroutine[Any, Any, Any]], *args: Any) -> None:
-    """``asyncio.run(main(*args))`` through :func:`.cli.run_main`: an expected mistake is one line, exit 2."""
-    run_main(lambda: main(*args))

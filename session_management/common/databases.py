@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
+from sqlalchemy.engine import URL, make_url
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 
@@ -172,9 +172,19 @@ def explain_connection_error(url: str, error: BaseException) -> CourseError:
     where = redact(url)
     original = _original(error)
     detail = f"{type(original).__name__}: {original}".strip()
-    lowered = detail.lower()
-    user, database = parsed.username, parsed.database
+    found = _no_answer(parsed, where, error, original) or _refused(parsed, where, detail.lower())
+    if found is not None:
+        return found
+    if backend == "sqlite":
+        return CourseError(f"Cannot open the SQLite database {where}: {detail}",
+                           "check that the file's folder exists and that you may write to it")
+    return CourseError(f"Cannot reach the database server at {where} ({detail}).", _start_hint(backend))
+
+
+def _no_answer(parsed: URL, where: str, error: BaseException, original: BaseException) -> CourseError | None:
+    """A server that never answered, or a host name that does not resolve."""
     if isinstance(error, TimeoutError) or isinstance(original, TimeoutError):
+        backend = parsed.get_backend_name()
         return CourseError(
             f"No answer from {where} within {connect_timeout():g} s: the server is frozen or overloaded, or the "
             f"port belongs to another kind of server.",
@@ -183,7 +193,13 @@ def explain_connection_error(url: str, error: BaseException) -> CourseError:
     if isinstance(original, socket.gaierror):
         return CourseError(f"Cannot find the host {parsed.host!r} of {where} ({original.strerror}).",
                            "check the host name in the URL (the course's servers run on 127.0.0.1)")
-    if backend == "postgresql":
+    return None
+
+
+def _refused(parsed: URL, where: str, lowered: str) -> CourseError | None:
+    """A server that answered and said no: no such user or database, no rights, a wrong password."""
+    user, database = parsed.username, parsed.database
+    if parsed.get_backend_name() == "postgresql":
         if "role" in lowered and "does not exist" in lowered:
             return CourseError(f"The server at {where} has no user (role) named {user!r}.",
                                f"create it (CREATE ROLE \"{user}\" LOGIN PASSWORD '...') or fix the user in the URL")
@@ -208,10 +224,7 @@ def explain_connection_error(url: str, error: BaseException) -> CourseError:
             f"The database named in {where} does not exist on that server.",
             f"create it (e.g. CREATE DATABASE {database}) or fix the name in the URL",
         )
-    if backend == "sqlite":
-        return CourseError(f"Cannot open the SQLite database {where}: {detail}",
-                           "check that the file's folder exists and that you may write to it")
-    return CourseError(f"Cannot reach the database server at {where} ({detail}).", _start_hint(backend))
+    return None
 
 
 def explain_schema_error(url: str, error: SQLAlchemyError) -> CourseError:

@@ -38,10 +38,11 @@ implemented; streaming emits the answer word by word as ``response.output_text.d
 
 from __future__ import annotations
 
+import itertools
 import json
 import math
 import re
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -257,13 +258,27 @@ def summary_of_facts(conversation: Conversation) -> str:
 
 def answer(conversation: Conversation) -> str:
     """The reply to the newest user message, following the rules in the module docstring."""
-    message = conversation.current
-    lowered = message.lower().strip()
-    facts = conversation.facts
-    earlier = conversation.user_messages[:-1]
-
     if conversation.tool_results:
         return " ".join(f"{name} says: {output}" for name, output in conversation.tool_results)
+    recalled = recall(conversation)
+    if recalled is not None:
+        return recalled
+    message, facts = conversation.current, conversation.facts
+    learned = learn_facts(message, {}, [])
+    if learned:
+        if any(item.startswith("name=") for item in learned):
+            return f"Nice to meet you, {facts['name']}! I'll remember that."
+        return "Got it, I'll remember that."
+    if re.match(r"^(hi|hello|hey|good (morning|afternoon|evening))\b", message.lower().strip()):
+        name = f", {facts['name']}" if "name" in facts else ""
+        return f"Hello{name}! I'm the course's offline model. Tell me about yourself and ask me later."
+    return f'(offline model) You said: "{message}". Tell me a fact, like "my name is Ada", and ask about it later.'
+
+
+def recall(conversation: Conversation) -> str | None:
+    """The answer to a question about the conversation itself (a fact, a like, an earlier message), or None."""
+    lowered = conversation.current.lower().strip()
+    facts = conversation.facts
     if re.search(r"\bsummari[sz]e\b", lowered):
         return summary_of_facts(conversation)
     if re.search(r"\b(what(?:'s| is) my name|who am i|do you (?:know|remember) my name)\b", lowered):
@@ -278,6 +293,12 @@ def answer(conversation: Conversation) -> str:
         return "I don't know what you like yet: you haven't told me."
     if re.search(r"\bwhat do you (?:know|remember)\b", lowered):
         return _summary(conversation)
+    return recall_messages(conversation, lowered)
+
+
+def recall_messages(conversation: Conversation, lowered: str) -> str | None:
+    """The answer to a question about the user's earlier messages, or about a fact by its name, or None."""
+    earlier = conversation.user_messages[:-1]
     if re.search(r"\bhow many (?:messages|turns|questions)\b", lowered):
         return (f"This is message {conversation.turn} from you; "
                 f"you sent {len(earlier)} before it in this conversation.")
@@ -287,17 +308,8 @@ def answer(conversation: Conversation) -> str:
         return f'Your first message was: "{earlier[0]}"' if earlier else "This is your first message to me."
     asked = re.search(r"\bwhat(?:'s| is| are) my ([a-z][\w' -]*?)\s*\?*$", lowered)
     if asked:
-        return _fact_answer(asked.group(1).strip(), facts)
-
-    learned = learn_facts(message, {}, [])
-    if learned:
-        if any(item.startswith("name=") for item in learned):
-            return f"Nice to meet you, {facts['name']}! I'll remember that."
-        return "Got it, I'll remember that."
-    if re.match(r"^(hi|hello|hey|good (morning|afternoon|evening))\b", lowered):
-        name = f", {facts['name']}" if "name" in facts else ""
-        return f"Hello{name}! I'm the course's offline model. Tell me about yourself and ask me later."
-    return f'(offline model) You said: "{message}". Tell me a fact, like "my name is Ada", and ask about it later.'
+        return _fact_answer(asked.group(1).strip(), conversation.facts)
+    return None
 
 
 def estimate_tokens(text: str) -> int:
@@ -394,12 +406,7 @@ class OfflineModel(Model):
         prompt: Any | None = None,
     ) -> AsyncIterator[TResponseStreamEvent]:
         output, usage = self._respond(system_instructions, input, tools, output_schema, handoffs)
-        sequence = 0
-
-        def next_sequence() -> int:
-            nonlocal sequence
-            sequence += 1
-            return sequence - 1
+        sequence = itertools.count()  # every event's sequence_number, in the order they are sent
 
         def response(items: list[Any], status: str, with_usage: bool) -> Response:
             return Response(
@@ -414,32 +421,39 @@ class OfflineModel(Model):
             )
 
         yield ResponseCreatedEvent(type="response.created", response=response([], "in_progress", False),
-                                   sequence_number=next_sequence())
+                                   sequence_number=next(sequence))
         for index, item in enumerate(output):
             if isinstance(item, ResponseOutputMessage):
-                text = item.content[0].text  # type: ignore[union-attr]
-                empty = item.model_copy(update={"content": [], "status": "in_progress"})
-                yield ResponseOutputItemAddedEvent(type="response.output_item.added", item=empty,
-                                                   output_index=index, sequence_number=next_sequence())
-                part = ResponseOutputText(type="output_text", text="", annotations=[], logprobs=[])
-                yield ResponseContentPartAddedEvent(type="response.content_part.added", item_id=item.id,
-                                                    output_index=index, content_index=0, part=part,
-                                                    sequence_number=next_sequence())
-                for delta in re.findall(r"\S+\s*|\s+", text):
-                    yield ResponseTextDeltaEvent(type="response.output_text.delta", item_id=item.id,
-                                                 output_index=index, content_index=0, delta=delta, logprobs=[],
-                                                 sequence_number=next_sequence())
-                yield ResponseTextDoneEvent(type="response.output_text.done", item_id=item.id,
-                                            output_index=index, content_index=0, text=text, logprobs=[],
-                                            sequence_number=next_sequence())
-                yield ResponseContentPartDoneEvent(type="response.content_part.done", item_id=item.id,
-                                                   output_index=index, content_index=0,
-                                                   part=item.content[0],  # type: ignore[arg-type]
-                                                   sequence_number=next_sequence())
+                for event in _message_events(item, index, sequence):
+                    yield event
             else:
                 yield ResponseOutputItemAddedEvent(type="response.output_item.added", item=item,
-                                                   output_index=index, sequence_number=next_sequence())
+                                                   output_index=index, sequence_number=next(sequence))
             yield ResponseOutputItemDoneEvent(type="response.output_item.done", item=item, output_index=index,
-                                              sequence_number=next_sequence())
+                                              sequence_number=next(sequence))
         yield ResponseCompletedEvent(type="response.completed", response=response(output, "completed", True),
-                                     sequence_number=next_sequence())
+                                     sequence_number=next(sequence))
+
+
+def _message_events(item: ResponseOutputMessage, index: int,
+                    sequence: Iterator[int]) -> Iterator[TResponseStreamEvent]:
+    """A message streamed as OpenAI streams one: added empty, then its text word by word, then done."""
+    text = item.content[0].text  # type: ignore[union-attr]
+    empty = item.model_copy(update={"content": [], "status": "in_progress"})
+    yield ResponseOutputItemAddedEvent(type="response.output_item.added", item=empty,
+                                       output_index=index, sequence_number=next(sequence))
+    part = ResponseOutputText(type="output_text", text="", annotations=[], logprobs=[])
+    yield ResponseContentPartAddedEvent(type="response.content_part.added", item_id=item.id,
+                                        output_index=index, content_index=0, part=part,
+                                        sequence_number=next(sequence))
+    for delta in re.findall(r"\S+\s*|\s+", text):
+        yield ResponseTextDeltaEvent(type="response.output_text.delta", item_id=item.id,
+                                     output_index=index, content_index=0, delta=delta, logprobs=[],
+                                     sequence_number=next(sequence))
+    yield ResponseTextDoneEvent(type="response.output_text.done", item_id=item.id,
+                                output_index=index, content_index=0, text=text, logprobs=[],
+                                sequence_number=next(sequence))
+    yield ResponseContentPartDoneEvent(type="response.content_part.done", item_id=item.id,
+                                       output_index=index, content_index=0,
+                                       part=item.content[0],  # type: ignore[arg-type]
+                                       sequence_number=next(sequence))

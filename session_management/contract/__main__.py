@@ -92,4 +92,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 if __name__ == "__main__":
+    # Not the course's runner (common/cli.py): this package is copied into the reader's own project, where
+    # nothing of the course but the package itself is importable.
     sys.exit(main())

@@ -20,6 +20,7 @@ from pathlib import Path
 
 import redis
 
+from session_management.common import ports
 from session_management.common.errors import CourseError
 
 SLOTS = 16384
@@ -42,9 +43,7 @@ def redis_server_binary(*, cluster: bool = False) -> str:
 def free_port() -> int:
     """A free loopback port whose cluster-bus twin (port + 10000) is free too."""
     for _ in range(100):
-        with socket.socket() as probe:
-            probe.bind(("127.0.0.1", 0))
-            port = probe.getsockname()[1]
+        port = ports.free_port()
         if port > 55000:
             continue
         with socket.socket() as bus:
