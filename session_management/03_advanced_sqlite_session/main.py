@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 from itertools import zip_longest
+from typing import Any, cast
 
 from agents import Agent, Runner, function_tool
 from agents.extensions.memory import AdvancedSQLiteSession
@@ -82,7 +83,7 @@ async def main(args: argparse.Namespace) -> None:
     note(f"get_session_usage(): {usage}")
     note("get_turn_usage(), one row per turn:")
     note(f"{'turn':>4} {'requests':>8} {'input':>7} {'output':>7} {'total':>7}")
-    for turn in await session.get_turn_usage():  # type: ignore[union-attr]
+    for turn in cast(list[dict[str, Any]], await session.get_turn_usage()):  # no turn number given: a list
         note(f"{turn['user_turn_number']:>4} {turn['requests']:>8} {turn['input_tokens']:>7} "
              f"{turn['output_tokens']:>7} {turn['total_tokens']:>7}")
     note(f"get_tool_usage(): {await session.get_tool_usage()}  (tool, calls, turn)")
@@ -96,7 +97,7 @@ async def main(args: argparse.Namespace) -> None:
     note("get_conversation_by_turns(), the item types of each turn:")
     for number, items in by_turn.items():
         note(f"turn {number}: " + ", ".join(
-            item["type"] + (f"({item['tool_name']})" if item["tool_name"] else "") for item in items))
+            str(item["type"]) + (f"({item['tool_name']})" if item["tool_name"] else "") for item in items))
 
     step("5. Branching: re-ask turn 3 differently, without losing the original")
     branch = await session.create_branch_from_turn(3, "rephrased")

@@ -73,7 +73,7 @@ async def cmd_export(args: argparse.Namespace) -> None:
     if not several and not args.session_ids:
         raise CourseError("export needs a SESSION_ID, several, --prefix P or --all")
     async with connect(args.database) as connection:
-        query = select(sessions.c.session_id, sessions.c.created_at, sessions.c.updated_at, messages.c.id,
+        query: Select[Any] = select(sessions.c.session_id, sessions.c.created_at, sessions.c.updated_at, messages.c.id,
                        messages.c.message_data).select_from(
             sessions.outerjoin(messages, messages.c.session_id == sessions.c.session_id))
         if args.session_ids:
@@ -335,7 +335,7 @@ async def bulk_insert(connection: AsyncConnection, session_rows: list[tuple[Any,
     item_columns = ["session_id", "message_data", "created_at"]
     if connection.dialect.driver == "asyncpg":
         # COPY, in the transaction SQLAlchemy has open on this very connection: the database's bulk path.
-        driver = (await connection.get_raw_connection()).driver_connection
+        driver: Any = (await connection.get_raw_connection()).driver_connection
         await driver.copy_records_to_table(sessions.name, records=session_rows, columns=session_columns)
         await driver.copy_records_to_table(messages.name, records=item_rows, columns=item_columns)
         progress.advance(len(item_rows))

@@ -162,7 +162,7 @@ def conversation_prefill(engine: AsyncEngine) -> Prefill:
 
     async def prefill(session_id: str, items: list[dict[str, str]]) -> None:
         async with engine.begin() as connection:
-            now = await connection.scalar(select(func.current_timestamp()))
+            now = (await connection.execute(select(func.current_timestamp()))).scalar_one()
             if isinstance(now, str):  # SQLite answers with text
                 now = datetime.fromisoformat(now)
             now = now.replace(tzinfo=None, microsecond=0)
@@ -380,10 +380,15 @@ async def benchmark(url: str, plan: Plan, progress: Progress, rotation: int) -> 
 def wire_counts(done: list[Run]) -> dict[str, Any]:
     if any(run.counts is None for run in done):
         return {}
-    return {"round_trips_per_turn": per_turn(done, lambda run: run.counts.round_trips),  # type: ignore[union-attr]
-            "statements_per_turn": per_turn(done, lambda run: run.counts.statements),  # type: ignore[union-attr]
-            "bytes_per_turn": per_turn(done, lambda run: run.counts.bytes_up + run.counts.bytes_down),  # type: ignore[union-attr]
-            "connections_opened": sum(run.counts.connections for run in done)}  # type: ignore[union-attr]
+    return {"round_trips_per_turn": per_turn(done, lambda run: wire(run).round_trips),
+            "statements_per_turn": per_turn(done, lambda run: wire(run).statements),
+            "bytes_per_turn": per_turn(done, lambda run: wire(run).bytes_up + wire(run).bytes_down),
+            "connections_opened": sum(wire(run).connections for run in done)}
+
+
+def wire(run: Run) -> Counts:
+    assert run.counts is not None  # wire_counts returns early when a run was not counted
+    return run.counts
 
 
 def think_label(r: Result) -> str:

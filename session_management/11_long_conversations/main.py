@@ -137,7 +137,8 @@ async def compaction(engine: AsyncEngine) -> None:
         note(f"it called POST /v1/responses/compact with model={request['model']} and "
              f"{len(request['input'])} input items, and stored what came back:")
         for number, item in enumerate(await session.get_items(), start=1):
-            shown = item_line(item) if item.get("type") != "compaction" else f"[compaction] {item['encrypted_content']}"
+            shown = (item_line(item) if item.get("type") != "compaction"
+                     else f"[compaction] {item.get('encrypted_content')}")
             print(f"    {number}. {shown}")
     note("OpenAI's answer keeps your messages and folds the rest into one encrypted item only OpenAI reads.")
 

@@ -214,7 +214,7 @@ def explain_connection_error(url: str, error: BaseException) -> CourseError:
     return CourseError(f"Cannot reach the database server at {where} ({detail}).", _start_hint(backend))
 
 
-def explain_schema_error(url: str, error: SQLAlchemyError) -> CourseError:
+def explain_schema_error(url: str, error: OSError | SQLAlchemyError) -> CourseError:
     """Creating the SDK's tables failed after the connection worked: almost always missing rights."""
     parsed = check_async_url(url)
     detail = str(_original(error)).splitlines()[0] if str(_original(error)) else type(error).__name__

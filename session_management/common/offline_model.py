@@ -61,6 +61,7 @@ from openai.types.responses import (
     ResponseOutputItemDoneEvent,
     ResponseOutputMessage,
     ResponseOutputText,
+    ResponseStatus,
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
     ResponseUsage,
@@ -401,7 +402,7 @@ class OfflineModel(Model):
             sequence += 1
             return sequence - 1
 
-        def response(items: list[Any], status: str, with_usage: bool) -> Response:
+        def response(items: list[Any], status: ResponseStatus, with_usage: bool) -> Response:
             return Response(
                 id=f"resp_offline_{self._calls}", created_at=0, model=MODEL_NAME, object="response",
                 output=items, tool_choice="auto", tools=[], parallel_tool_calls=False, status=status,
@@ -417,7 +418,7 @@ class OfflineModel(Model):
                                    sequence_number=next_sequence())
         for index, item in enumerate(output):
             if isinstance(item, ResponseOutputMessage):
-                text = item.content[0].text  # type: ignore[union-attr]
+                text = item.content[0].text  # type: ignore[union-attr]  # its messages hold only output_text
                 empty = item.model_copy(update={"content": [], "status": "in_progress"})
                 yield ResponseOutputItemAddedEvent(type="response.output_item.added", item=empty,
                                                    output_index=index, sequence_number=next_sequence())
@@ -434,7 +435,7 @@ class OfflineModel(Model):
                                             sequence_number=next_sequence())
                 yield ResponseContentPartDoneEvent(type="response.content_part.done", item_id=item.id,
                                                    output_index=index, content_index=0,
-                                                   part=item.content[0],  # type: ignore[arg-type]
+                                                   part=item.content[0],
                                                    sequence_number=next_sequence())
             else:
                 yield ResponseOutputItemAddedEvent(type="response.output_item.added", item=item,
