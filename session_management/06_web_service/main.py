@@ -17,6 +17,7 @@ import json
 import os
 import socket
 import sys
+from typing import Any
 
 import httpx
 import uvicorn
@@ -95,10 +96,10 @@ class Demo:
         self.tokens = tokens
 
     async def call(self, user: str, method: str, path: str, headers_extra: dict[str, str] | None = None,
-                   **kwargs: object) -> httpx.Response:
+                   **kwargs: Any) -> httpx.Response:
         headers = {"Authorization": f"Bearer {self.tokens[user]}"} if user in self.tokens else {}
         headers.update(headers_extra or {})
-        return await self.client.request(method, path, headers=headers, **kwargs)  # type: ignore[arg-type]
+        return await self.client.request(method, path, headers=headers, **kwargs)
 
     async def say(self, user: str, conversation: str, message: str) -> str:
         response = await self.call(user, "POST", f"/api/conversations/{conversation}/messages",

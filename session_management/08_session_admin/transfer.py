@@ -167,7 +167,7 @@ class output_file:  # noqa: N801 - used like open()
             return
         self.stream.close()
         if kind is None:
-            os.replace(self.partial, self.path)  # type: ignore[arg-type]
+            os.replace(self.partial, self.path)  # type: ignore[arg-type]  # set together with partial
         else:
             self.partial.unlink(missing_ok=True)
 
@@ -236,7 +236,7 @@ def parse_header(path: str, number: int, fields: dict[str, Any]) -> Block:
     for name in ("created_at", "updated_at"):
         value = fields.get(name)
         try:
-            moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+            moment = datetime.fromisoformat(value)  # type: ignore[arg-type]  # not a str: TypeError, below
             # The tables hold naive UTC (the tool's connection runs in UTC): a time with an offset is converted.
             setattr(block, name, moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment)
         except (TypeError, ValueError, OverflowError):
@@ -261,7 +261,7 @@ def assign_ids(path: str, blocks: list[Block], session_id: str | None) -> None:
     for block in blocks:
         if block.session_id in seen:
             raise CourseError(f"{path}:{block.line}: session {block.session_id!r} appears twice; nothing imported")
-        seen.add(block.session_id)  # type: ignore[arg-type]
+        seen.add(block.session_id)  # type: ignore[arg-type]  # every block has an id (checked above)
 
 
 async def refuse_existing(connection: AsyncConnection, ids: list[str]) -> None:
@@ -300,7 +300,7 @@ async def check_packet_size(connection: AsyncConnection, path: str, blocks: list
 async def cmd_import(args: argparse.Namespace) -> None:
     blocks = read_export(args.file)
     assign_ids(args.file, blocks, args.session_id)
-    ids: list[str] = [block.session_id for block in blocks]  # type: ignore[misc]
+    ids: list[str] = [block.session_id for block in blocks]  # type: ignore[misc]  # assign_ids gave each an id
     async with connect(args.database) as connection:
         await refuse_existing(connection, ids)
         await check_packet_size(connection, args.file, blocks)

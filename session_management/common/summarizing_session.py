@@ -194,8 +194,13 @@ class SummarizingSession(SessionABC):
         self.last_error: Exception | None = None  # the latest summary that failed during add_items, if any
 
     @property
-    def session_settings(self) -> SessionSettings | None:  # type: ignore[override]
+    def session_settings(self) -> SessionSettings | None:
         return getattr(self.underlying, "session_settings", None)
+
+    @session_settings.setter
+    def session_settings(self, value: SessionSettings | None) -> None:
+        # Settable, as the SDK's Session protocol asks (and as EncryptedSession does): it is the underlying's.
+        self.underlying.session_settings = value
 
     @property
     def summarizer(self) -> Summarizer:
