@@ -118,7 +118,7 @@ def server_url(backend: str) -> str:
 
 
 async def drop_all_tables(engine: AsyncEngine) -> None:
-    def drop(connection) -> None:  # type: ignore[no-untyped-def]
+    def drop(connection) -> None:
         metadata = MetaData()
         metadata.reflect(connection)
         metadata.drop_all(connection)

@@ -105,4 +105,4 @@ class FaultProxy:
         try:
             await asyncio.gather(pipe(client_reader, server_writer, True), pipe(server_reader, client_writer, False))
         finally:
-            self._transports -= pair  # type: ignore[arg-type]
+            self._transports -= pair

@@ -74,7 +74,7 @@ async def test_open_database_creates_tables_and_disposes(database_url: str) -> N
     assert engine.pool.checkedout() == 0
 
 
-def test_sqlite_file_folder_is_created(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_sqlite_file_folder_is_created(tmp_path) -> None:
     target = tmp_path / "nested" / "deeper" / "s.db"
     create_engine(f"sqlite+aiosqlite:///{target}")
     assert target.parent.is_dir()

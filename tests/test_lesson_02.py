@@ -39,7 +39,7 @@ def test_lesson_02_on_every_backend(run_here: RunHere, database_url: str, backen
     assert "Database errors arrive as SQLAlchemyError subclasses" in errors
 
 
-def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None:
     """The lesson clears its own sessions first, so a second run on the same database prints the same."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'rerun.db'}"
     runs = [run_here("02_sqlalchemy_session", "--database", url) for _ in range(2)]
@@ -114,7 +114,7 @@ def test_run_sync_closes_async_generators_suspended_on_its_loop() -> None:
 
 
 @pytest.mark.parametrize("database", ["file", "memory"])
-async def test_sdk_store_pool_on_sqlite(tmp_path, database: str) -> None:  # type: ignore[no-untyped-def]
+async def test_sdk_store_pool_on_sqlite(tmp_path, database: str) -> None:
     """One pooled connection for a file; an in-memory database keeps its StaticPool (which takes no pool size)."""
     url = f"sqlite+aiosqlite:///{tmp_path / 'one.db'}" if database == "file" else "sqlite+aiosqlite://"
     engine = create_engine(url, **sdk_store_pool(url))

@@ -157,7 +157,7 @@ async def old_key_history(engine: AsyncEngine, session_id: str, old_key: str, ag
     cipher = rotation.session_cipher(session_id, old_key)
     items = [{"role": "user", "content": f"item {n}"} for n in range(len(ages))]
     now = int(time.time())
-    await SQLAlchemySession(session_id, engine=engine).add_items([  # type: ignore[list-item]
+    await SQLAlchemySession(session_id, engine=engine).add_items([
         {"__enc__": 1, "v": 1, "kid": "hkdf-v1",
          "payload": cipher.encrypt_at_time(json.dumps(item).encode(), now - age).decode()}
         for item, age in zip(items, ages, strict=True)])
@@ -203,7 +203,7 @@ async def test_rotation_while_the_app_writes_loses_no_turn(engine: AsyncEngine) 
             rotating = asyncio.ensure_future(rotation.rotate_key("busy", engine, old, new))
         during += rotating is not None and not rotating.done()
         turn = [{"role": "user", "content": f"turn {number}"}, {"role": "assistant", "content": f"ok {number}"}]
-        await app.add_items(turn)  # type: ignore[arg-type]
+        await app.add_items(turn)
         written.extend(turn)
     assert rotating is not None
     done = await rotating

@@ -32,7 +32,7 @@ def one_shape(response: httpx.Response, status: int) -> dict[str, object]:
     body = response.json()
     assert isinstance(body.get("error"), str) and body["error"]
     assert set(body) <= {"error", "problems", "id"}, body
-    return body  # type: ignore[no-any-return]
+    return body
 
 
 @pytest.mark.parametrize("backend", ["sqlite"])
@@ -89,8 +89,8 @@ async def test_size_limit_and_auth_come_before_the_body_is_read(database_url: st
                  "scheme": "http", "path": "/api/conversations", "raw_path": b"/api/conversations",
                  "query_string": b"", "headers": raw_headers, "server": ("test", 80), "client": ("1.2.3.4", 1),
                  "root_path": "", "state": {}}
-        await app(scope, receive, send)  # type: ignore[arg-type]
-        status = int(sent[0]["status"])  # type: ignore[arg-type]
+        await app(scope, receive, send)
+        status = int(sent[0]["status"])
         return status, json.loads(b"".join(m.get("body", b"") for m in sent[1:]))  # type: ignore[misc]
 
     async with app.router.lifespan_context(app):

@@ -37,7 +37,7 @@ async def schema(url: str) -> dict[str, tuple[dict[str, str], set[tuple[str, ...
     engine = create_engine(url)
     try:
         async with engine.connect() as connection:
-            def describe(sync):  # type: ignore[no-untyped-def]
+            def describe(sync):
                 inspector = inspect(sync)
                 return {name: ({c["name"]: str(c["type"]) for c in inspector.get_columns(name)},
                                {tuple(i["column_names"]) for i in inspector.get_indexes(name)})
@@ -187,7 +187,7 @@ def test_lesson_07_on_every_backend(run_here: RunHere, database_url: str) -> Non
     assert "alembic check -> No new upgrade operations detected." in sections["5"]
 
 
-def test_the_alembic_command_line_from_the_readme(lesson_env: dict[str, str], tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_alembic_command_line_from_the_readme(lesson_env: dict[str, str], tmp_path) -> None:
     url = f"sqlite+aiosqlite:///{tmp_path / 'cli.db'}"
     for args, expected in ((["upgrade", "head"], ""), (["current"], "0003 (head)"), (["check"], "No new upgrade")):
         done = lessons.run("alembic", "-c", INI, "-x", f"database={url}", *args, env=lesson_env)

@@ -21,7 +21,7 @@ async def test_tables_match_the_sdk_names_columns_and_index(engine: AsyncEngine)
     probe = SQLAlchemySession("probe", engine=engine)  # the SDK's own definition, never created
     sdk_tables = {table.name: table for table in probe._metadata.sorted_tables}
 
-    def describe(connection):  # type: ignore[no-untyped-def]
+    def describe(connection):
         inspector = inspect(connection)
         return {
             name: (

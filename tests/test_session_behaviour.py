@@ -169,7 +169,7 @@ async def test_manual_compaction_replaces_the_history(make: Make) -> None:
     await session.add_items(VALID)
     responses = FakeResponses([SUMMARY])
     client = type("Client", (), {"responses": responses})()
-    compacting = OpenAIResponsesCompactionSession("compact", session, client=client)  # type: ignore[arg-type]
+    compacting = OpenAIResponsesCompactionSession("compact", session, client=client)
     await compacting.run_compaction({"force": True, "compaction_mode": "input"})
     assert len(responses.calls) == 1 and responses.calls[0]["input"]
     assert await make("compact").get_items() == [SUMMARY]

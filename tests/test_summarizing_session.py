@@ -270,6 +270,15 @@ async def test_a_token_budget(sqlite_engine: AsyncEngine) -> None:
     assert result.final_output == "You live in Lisbon."
 
 
+def test_session_settings_are_settable_and_the_underlying_stores(sqlite_engine: AsyncEngine) -> None:
+    """The SDK's Session protocol declares session_settings a settable attribute (EncryptedSession's is too)."""
+    underlying = SQLAlchemySession("settings", engine=sqlite_engine)
+    session = SummarizingSession(underlying, max_items=10)
+    session.session_settings = SessionSettings(limit=2)
+    assert underlying.session_settings is not None and underlying.session_settings.limit == 2
+    assert session.session_settings is underlying.session_settings
+
+
 async def test_a_store_without_atomic_replace_needs_a_journal(sqlite_engine: AsyncEngine) -> None:
     engine = sqlite_engine
     session = SummarizingSession(protocol_only_store(engine, "no-journal"), max_items=4,

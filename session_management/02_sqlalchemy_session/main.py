@@ -152,7 +152,7 @@ async def many_users_at_once(agent: Agent, engine: AsyncEngine) -> None:
 async def error_handling(session: SQLAlchemySession, engine: AsyncEngine) -> None:
     step("6. Error handling")
     try:
-        await session.add_items([{"role": "user", "content": object()}])  # type: ignore[list-item]
+        await session.add_items([{"role": "user", "content": object()}])  # type: ignore[list-item, misc]
     except TypeError as error:
         note(f"A non-JSON item is refused before anything is written: TypeError: {error}")
     note(f"History unchanged: {len(await session.get_items())} items.")

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 from itertools import zip_longest
 from pathlib import Path
+from typing import Any, cast
 
 from agents import Agent, Runner, function_tool
 from agents.extensions.memory import AdvancedSQLiteSession
@@ -96,7 +97,7 @@ async def usage_analytics(session: AdvancedSQLiteSession) -> None:
     note(f"get_session_usage(): {usage}")
     note("get_turn_usage(), one row per turn:")
     note(f"{'turn':>4} {'requests':>8} {'input':>7} {'output':>7} {'total':>7}")
-    for turn in await session.get_turn_usage():  # type: ignore[union-attr]
+    for turn in cast(list[dict[str, Any]], await session.get_turn_usage()):  # no turn number given: a list
         note(f"{turn['user_turn_number']:>4} {turn['requests']:>8} {turn['input_tokens']:>7} "
              f"{turn['output_tokens']:>7} {turn['total_tokens']:>7}")
     note(f"get_tool_usage(): {await session.get_tool_usage()}  (tool, calls, turn)")
@@ -112,7 +113,7 @@ async def structured_queries(session: AdvancedSQLiteSession) -> None:
     note("get_conversation_by_turns(), the item types of each turn:")
     for number, items in by_turn.items():
         note(f"turn {number}: " + ", ".join(
-            item["type"] + (f"({item['tool_name']})" if item["tool_name"] else "") for item in items))
+            str(item["type"]) + (f"({item['tool_name']})" if item["tool_name"] else "") for item in items))
 
 
 async def branching(agent: Agent, session: AdvancedSQLiteSession) -> None:

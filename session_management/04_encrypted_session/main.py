@@ -17,7 +17,7 @@ import os
 import sys
 from datetime import UTC, datetime
 
-from agents import Agent, Runner
+from agents import Agent, Runner, TResponseInputItem
 from agents.extensions.memory import EncryptedSession, SQLAlchemySession
 from cryptography.fernet import Fernet
 from sqlalchemy import text
@@ -169,7 +169,7 @@ async def one_key_per_session(engine: AsyncEngine, key: str, session: EncryptedS
     other_id = "lesson04-grace"
     other = EncryptedSession(other_id, SQLAlchemySession(other_id, engine=engine), key)
     await other.clear_session()
-    same_item = {"role": "user", "content": "identical text"}
+    same_item: TResponseInputItem = {"role": "user", "content": "identical text"}
     await session.add_items([same_item])
     await other.add_items([same_item])
     mine, theirs = (await stored_rows(engine, SESSION_ID))[-1], (await stored_rows(engine, other_id))[-1]

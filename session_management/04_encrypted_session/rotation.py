@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from agents import TResponseInputItem
 from agents.extensions.memory import EncryptedSession
 from agents.memory import SessionABC
 from cryptography.fernet import Fernet, InvalidToken, MultiFernet
@@ -66,6 +67,7 @@ class KeyRingSession(EncryptedSession):
         super().__init__(session_id, underlying_session, check_key(keys[0]), ttl=ttl,
                          max_scan_items=max_scan_items)
         # MultiFernet encrypts with the first key and decrypts, authenticates and reads timestamps with any.
+        # (The SDK annotates cipher as a Fernet; MultiFernet has every method it calls.)
         self.cipher = MultiFernet([session_cipher(session_id, key) for key in keys])  # type: ignore[assignment]
 
 
@@ -133,10 +135,10 @@ class _NoStore(SessionABC):
     def __init__(self, session_id: str) -> None:
         self.session_id = session_id
 
-    async def get_items(self, limit: int | None = None) -> list:  # type: ignore[type-arg]
+    async def get_items(self, limit: int | None = None) -> list[TResponseInputItem]:
         return []
 
-    async def add_items(self, items: list) -> None:  # type: ignore[type-arg]
+    async def add_items(self, items: list[TResponseInputItem]) -> None:
         raise NotImplementedError
 
     async def pop_item(self) -> None:

@@ -42,7 +42,7 @@ async def remember(folder: Path) -> None:
             user_says(message)
             session = ChatSession("ada", store)  # a new object per turn, as a web request would make
             agent_says((await Runner.run(agent, message, session=session)).final_output)
-        rows = await connection.execute_fetchall("SELECT COUNT(*) FROM items WHERE session_id = 'ada'")
+        rows = list(await connection.execute_fetchall("SELECT COUNT(*) FROM items WHERE session_id = 'ada'"))
         note(f"{rows[0][0]} rows in the items table, one per item")
     finally:
         await connection.close()

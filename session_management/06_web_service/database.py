@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import os
-from contextlib import AbstractAsyncContextManager
 from dataclasses import dataclass
 from typing import Any
 
@@ -92,6 +91,6 @@ class Database:
         self.timeouts = timeouts
         self._bounded = self.engine.dialect.name != "sqlite"
 
-    def deadline(self) -> AbstractAsyncContextManager[None]:
+    def deadline(self) -> asyncio.Timeout:
         """``async with db.deadline():`` - a TimeoutError (503) if the block takes longer than CHAT_DB_TIMEOUT."""
         return asyncio.timeout(self.timeouts.database if self._bounded else None)

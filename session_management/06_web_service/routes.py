@@ -56,7 +56,7 @@ DIGITS = BeforeValidator(_digits)
 
 
 def the_agent(request: Request) -> Agent:
-    return request.app.state.agent  # type: ignore[no-any-return]
+    return request.app.state.agent
 
 
 AgentDep = Annotated[Agent, Depends(the_agent)]
@@ -73,9 +73,10 @@ async def health(db: DB) -> Any:
     check = asyncio.create_task(select_one())
     check.add_done_callback(lambda task: task.cancelled() or task.exception())  # retrieved: no warning
     done, _ = await asyncio.wait({check}, timeout=db.timeouts.health)
-    if not done or check.exception() is not None:
+    error = check.exception() if done else None
+    if not done or error is not None:
         check.cancel()
-        logger.warning("health check failed: %s", describe(check.exception()) if done else "no answer in time")
+        logger.warning("health check failed: %s", describe(error) if error is not None else "no answer in time")
         return unavailable_response()
     return {"status": "ok"}
 
@@ -165,7 +166,7 @@ async def send_streamed(db: DB, agent: AgentDep, conversation: OwnedConversation
             yield sse("error", error_body(error.detail))
         except Exception as error:  # noqa: BLE001 - the status line is sent: report in-band, in the same shape
             answer: JSONResponse = failure_response(error, "stream")
-            yield f"event: error\ndata: {answer.body.decode()}\n\n"
+            yield f"event: error\ndata: {bytes(answer.body).decode()}\n\n"
 
     return StreamingResponse(events() if stored is None else replay(), media_type="text/event-stream",
                              headers={"Cache-Control": "no-cache", "X-Accel-Buffering": "no"})
@@ -173,7 +174,7 @@ async def send_streamed(db: DB, agent: AgentDep, conversation: OwnedConversation
 
 @router.post("/conversations/{conversation_id}/undo", response_model=schemas.Undone, responses=documented(*OWN))
 async def undo(session: Session) -> dict[str, Any]:
-    removed = []
+    removed: list[Any] = []
     while (item := await session.pop_item()) is not None:  # back to and including the user's message
         removed.insert(0, item)
         if isinstance(item, dict) and item.get("role") == "user":

@@ -33,7 +33,7 @@ class DeadlineH11Protocol(H11Protocol):
 
     read_timeout = 30.0  # set per server by `server_config`
 
-    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]  # as uvicorn's
         super().connection_made(transport)
         self._read_deadline: asyncio.TimerHandle | None = None
         self._arm()
@@ -57,8 +57,9 @@ class DeadlineH11Protocol(H11Protocol):
         self._read_deadline = self.loop.call_later(self.read_timeout, self._too_slow)
 
     def _disarm(self) -> None:
-        if getattr(self, "_read_deadline", None) is not None:
-            self._read_deadline.cancel()  # type: ignore[union-attr]
+        deadline: asyncio.TimerHandle | None = getattr(self, "_read_deadline", None)  # None before the first _arm
+        if deadline is not None:
+            deadline.cancel()
             self._read_deadline = None
 
     def _too_slow(self) -> None:

@@ -22,6 +22,7 @@ import tempfile
 import time
 from collections.abc import Awaitable, Callable
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import make_url
@@ -64,7 +65,7 @@ async def seed(url: str, session_count: int, items: int) -> None:
     engine = create_engine(url)
     try:
         async with engine.begin() as connection:
-            driver = (await connection.get_raw_connection()).driver_connection
+            driver: Any = (await connection.get_raw_connection()).driver_connection
             await driver.execute("SET TIME ZONE 'UTC'")
             now = await driver.fetchval("SELECT LOCALTIMESTAMP")
             await driver.copy_records_to_table(TABLES[0], columns=["session_id", "created_at", "updated_at"],

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import re
 from datetime import timedelta
+from typing import NoReturn
 
 PROGRAM = "uv run python -m session_management.08_session_admin.main"
 _UNITS = {"s": "seconds", "m": "minutes", "h": "hours", "d": "days", "w": "weeks"}
@@ -25,7 +26,7 @@ def positive(value: str) -> int:
 
 
 class Parser(argparse.ArgumentParser):
-    def error(self, message: str) -> None:  # type: ignore[override]
+    def error(self, message: str) -> NoReturn:
         # One line, not argparse's usage block: scripts and people both read the last line first.
         self.exit(2, f"error: {message} (see {self.prog} --help)\n")
 
@@ -34,7 +35,7 @@ def build_parser() -> Parser:
     parser = Parser(prog=PROGRAM, description="Look after the SDK's session tables. No command: a demonstration.")
     parser.add_argument("--database", default=None,
                         help="sqlite | postgres | mysql | a SQLAlchemy async URL (default: DATABASE_URL, else sqlite)")
-    common = argparse.ArgumentParser(add_help=False)
+    common = Parser(add_help=False)
     # SUPPRESS: an option given before the command is not reset by the subcommand's default.
     common.add_argument("--database", default=argparse.SUPPRESS, help="as above; also accepted after the command")
     common.add_argument("--json", action="store_true", help="machine-readable output")

@@ -63,11 +63,11 @@ async def database_now(connection: AsyncConnection) -> datetime:
     """The server's current time as the SDK's columns store it: naive, UTC (see :func:`use_utc`)."""
     if connection.dialect.name == "postgresql":
         # CURRENT_TIMESTAMP is timestamptz there; a timestamp column stores it as LOCALTIMESTAMP.
-        return await connection.scalar(select(func.localtimestamp()))  # type: ignore[no-any-return]
-    value = await connection.scalar(select(func.current_timestamp()))
+        return (await connection.execute(select(func.localtimestamp()))).scalar_one()
+    value = (await connection.execute(select(func.current_timestamp()))).scalar_one()
     if isinstance(value, str):  # SQLite hands back text
         value = datetime.fromisoformat(value)
-    return value.replace(tzinfo=None)  # type: ignore[no-any-return]
+    return value.replace(tzinfo=None)
 
 
 def before(connection: AsyncConnection, column: Any, moment: datetime) -> ColumnElement[bool]:
@@ -76,7 +76,7 @@ def before(connection: AsyncConnection, column: Any, moment: datetime) -> Column
         # CURRENT_TIMESTAMP writes '2026-01-02 03:04:05'; a bound datetime would be '...05.000000', and text
         # comparison would put equal times in the wrong order. datetime() normalises both sides.
         return func.datetime(column) < func.datetime(moment.strftime("%Y-%m-%d %H:%M:%S"))
-    return column < moment  # type: ignore[no-any-return]
+    return column < moment
 
 
 def byte_length(connection: AsyncConnection, column: Any) -> ColumnElement[int]:

@@ -74,7 +74,7 @@ async def cmd_export(args: argparse.Namespace) -> None:
     if not several and not args.session_ids:
         raise CourseError("export needs a SESSION_ID, several, --prefix P or --all")
     async with connect(args.database) as connection:
-        query = select(sessions.c.session_id, sessions.c.created_at, sessions.c.updated_at, messages.c.id,
+        query: Select[Any] = select(sessions.c.session_id, sessions.c.created_at, sessions.c.updated_at, messages.c.id,
                        messages.c.message_data).select_from(
             sessions.outerjoin(messages, messages.c.session_id == sessions.c.session_id))
         if args.session_ids:
@@ -169,7 +169,7 @@ class output_file:  # noqa: N801 - used like open()
             return
         self.stream.close()
         if kind is None:
-            os.replace(self.partial, self.path)  # type: ignore[arg-type]
+            os.replace(self.partial, self.path)  # type: ignore[arg-type]  # set together with partial
         else:
             self.partial.unlink(missing_ok=True)
 
@@ -238,7 +238,7 @@ def parse_header(path: str, number: int, fields: dict[str, Any]) -> Block:
     for name in ("created_at", "updated_at"):
         value = fields.get(name)
         try:
-            moment = datetime.fromisoformat(value)  # type: ignore[arg-type]
+            moment = datetime.fromisoformat(value)  # type: ignore[arg-type]  # not a str: TypeError, below
             # The tables hold naive UTC (the tool's connection runs in UTC): a time with an offset is converted.
             setattr(block, name, moment.astimezone(UTC).replace(tzinfo=None) if moment.tzinfo else moment)
         except (TypeError, ValueError, OverflowError):
@@ -263,7 +263,7 @@ def assign_ids(path: str, blocks: list[Block], session_id: str | None) -> None:
     for block in blocks:
         if block.session_id in seen:
             raise CourseError(f"{path}:{block.line}: session {block.session_id!r} appears twice; nothing imported")
-        seen.add(block.session_id)  # type: ignore[arg-type]
+        seen.add(block.session_id)  # type: ignore[arg-type]  # every block has an id (checked above)
 
 
 async def refuse_existing(connection: AsyncConnection, ids: list[str]) -> None:
@@ -302,7 +302,7 @@ async def check_packet_size(connection: AsyncConnection, path: str, blocks: list
 async def cmd_import(args: argparse.Namespace) -> None:
     blocks = read_export(args.file)
     assign_ids(args.file, blocks, args.session_id)
-    ids: list[str] = [block.session_id for block in blocks]  # type: ignore[misc]
+    ids: list[str] = [block.session_id for block in blocks]  # type: ignore[misc]  # assign_ids gave each an id
     async with connect(args.database) as connection:
         await refuse_existing(connection, ids)
         await check_packet_size(connection, args.file, blocks)
@@ -337,7 +337,7 @@ async def bulk_insert(connection: AsyncConnection, session_rows: list[tuple[Any,
     item_columns = ["session_id", "message_data", "created_at"]
     if connection.dialect.driver == "asyncpg":
         # COPY, in the transaction SQLAlchemy has open on this very connection: the database's bulk path.
-        driver = (await connection.get_raw_connection()).driver_connection
+        driver: Any = (await connection.get_raw_connection()).driver_connection
         await driver.copy_records_to_table(sessions.name, records=session_rows, columns=session_columns)
         await driver.copy_records_to_table(messages.name, records=item_rows, columns=item_columns)
         progress.advance(len(item_rows))

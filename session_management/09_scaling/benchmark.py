@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from session_management.common import create_engine, create_session_tables
 from session_management.common.progress import Progress
 
-from .counting import CountingProxy
+from .counting import CountingProxy, Counts
 from .peers import PEERS
 from .redis_stores import REDIS_STORES
 from .stores import SDK_TABLE_STORES, STORES, Close, StoreFactory
@@ -99,10 +99,15 @@ def per_turn(done: list[Run], value: Callable[[Run], float]) -> float | None:
 def wire_counts(done: list[Run]) -> dict[str, Any]:
     if any(run.counts is None for run in done):
         return {}
-    return {"round_trips_per_turn": per_turn(done, lambda run: run.counts.round_trips),  # type: ignore[union-attr]
-            "statements_per_turn": per_turn(done, lambda run: run.counts.statements),  # type: ignore[union-attr]
-            "bytes_per_turn": per_turn(done, lambda run: run.counts.bytes_up + run.counts.bytes_down),  # type: ignore[union-attr]
-            "connections_opened": sum(run.counts.connections for run in done)}  # type: ignore[union-attr]
+    return {"round_trips_per_turn": per_turn(done, lambda run: wire(run).round_trips),
+            "statements_per_turn": per_turn(done, lambda run: wire(run).statements),
+            "bytes_per_turn": per_turn(done, lambda run: wire(run).bytes_up + wire(run).bytes_down),
+            "connections_opened": sum(wire(run).connections for run in done)}
+
+
+def wire(run: Run) -> Counts:
+    assert run.counts is not None  # wire_counts returns early when a run was not counted
+    return run.counts
 
 
 def summarise(name: str, database: str, cell: Cell, plan: Plan, done: list[Run]) -> Result:

@@ -209,7 +209,7 @@ async def _open_llamaindex(url: str, engine: AsyncEngine, pool_size: int) -> tup
     sync_engine = create_sync_engine(make_url(url).set(drivername="postgresql+psycopg"))
     try:
         store = await asyncio.to_thread(PostgresChatStore, session=sessionmaker(sync_engine),
-                                        async_session=sessionmaker(engine, class_=AsyncSession),
+                                        async_session=sessionmaker(engine, class_=AsyncSession),  # type: ignore[call-overload]
                                         table_name="chatstore")
     finally:
         sync_engine.dispose()

@@ -86,6 +86,7 @@ def start_pgbouncer(binary: str, server: URL, folder: Path) -> tuple[subprocess.
 
             time.sleep(0.1)
     process.kill()
+    assert process.stderr is not None  # started with stderr=PIPE
     log = (folder / "pgbouncer.log").read_text() if (folder / "pgbouncer.log").exists() else ""
     raise CourseError(f"PgBouncer did not start: {log[-300:] or process.stderr.read().decode()[-300:]}",
                       "check that the PostgreSQL server is reachable and the credentials are right")

@@ -89,7 +89,7 @@ class Floor:
         else:
             import aiosqlite
 
-            connection = await aiosqlite.connect(u.database, isolation_level=None)
+            connection = await aiosqlite.connect(u.database or ":memory:", isolation_level=None)
             await connection.execute("PRAGMA busy_timeout = 5000")
         self.connections.append(connection)
         return connection

@@ -66,7 +66,7 @@ def conversation_prefill(engine: AsyncEngine) -> Prefill:
 
     async def prefill(session_id: str, items: list[dict[str, str]]) -> None:
         async with engine.begin() as connection:
-            now = await connection.scalar(select(func.current_timestamp()))
+            now = (await connection.execute(select(func.current_timestamp()))).scalar_one()
             if isinstance(now, str):  # SQLite answers with text
                 now = datetime.fromisoformat(now)
             now = now.replace(tzinfo=None, microsecond=0)

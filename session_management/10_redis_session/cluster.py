@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import Counter
+from typing import Any
 
 from agents import Agent, Runner
 from agents.extensions.memory import RedisSession
@@ -20,7 +21,7 @@ PREFIX = "lesson09"
 
 async def layout(client: RedisCluster) -> None:
     step("1. The cluster: 16384 hash slots shared by the primaries, each primary copied to a replica")
-    nodes = await client.cluster_nodes()
+    nodes: dict[str, Any] = await client.cluster_nodes()
     for address, node in sorted(nodes.items(), key=lambda n: n[1]["slots"]):
         if "master" in node["flags"] and node["slots"]:
             replicas = [a.split(":")[1] for a, n in nodes.items() if n["master_id"] == node["node_id"]]
@@ -53,7 +54,7 @@ async def course_store(agent: Agent, client: RedisCluster) -> None:
     owners: Counter[str] = Counter()
     for number in range(300):
         key = RedisClusterSession(f"user-{number}", redis_client=client, key_prefix=PREFIX).messages_key
-        owners[str(client.get_node_from_key(key).port)] += 1
+        owners[str(client.get_node_from_key(key).port)] += 1  # type: ignore[union-attr]  # None: only for replicas
     note(f"300 sessions spread over the primaries by port: {dict(sorted(owners.items()))}")
 
 

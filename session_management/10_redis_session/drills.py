@@ -13,6 +13,7 @@ import statistics
 import time
 from dataclasses import dataclass
 
+from agents import TResponseInputItem
 from redis.asyncio import Redis
 from redis.asyncio.cluster import RedisCluster
 from redis.exceptions import RedisError
@@ -22,7 +23,7 @@ from session_management.servers.redis_connect import cluster_client
 from session_management.stores.redis_cluster_session import NotReplicatedError, RedisClusterSession, hash_tag
 
 
-def turn(session_id: str, number: int) -> list[dict[str, str]]:
+def turn(session_id: str, number: int) -> list[TResponseInputItem]:
     return [{"role": "user", "content": f"{session_id} turn {number}"},
             {"role": "assistant", "content": f"noted turn {number}"}]
 
@@ -186,7 +187,7 @@ async def failover_drill(cluster: LocalCluster, client: RedisCluster, sessions: 
     continued = 0
     for sid in ids_a + ids_b + ids_c:
         await plain[sid].add_items(turn(sid, 3))
-        continued += (await plain[sid].get_items(limit=1))[0]["content"] == "noted turn 3"
+        continued += (await plain[sid].get_items(limit=1))[0].get("content") == "noted turn 3"
     return FailoverReport(len(ids_a), async_ms, wait_ms, acknowledged, lost, len(refused), lost_confirmed,
                           retried, len(ids_c), lag_refused, lag_lost, seconds, continued)
 
@@ -252,7 +253,7 @@ async def stalled_primary_drill(cluster: LocalCluster, sessions: int = 5, stall_
             await asyncio.gather(*writers)
         lost = duplicated = 0
         for sid in ids:
-            contents = [item["content"] for item in await stores[sid].get_items()]
+            contents = [item.get("content") for item in await stores[sid].get_items()]
             duplicated += len(contents) - len(set(contents))
             lost += sum(f"{sid} turn {number}" not in contents for number in acknowledged[sid])
         return StallReport(len(ids), stall_seconds, socket_timeout, sum(map(len, acknowledged.values())), failed,

@@ -7,6 +7,7 @@ import asyncio
 from agents import Agent, Runner
 from agents.extensions.memory import RedisSession
 from redis.asyncio import Redis
+from redis.asyncio.cluster import RedisCluster
 
 from session_management.common import agent_says, note, show_items, step, user_says
 from session_management.servers.redis import RedisServer
@@ -20,10 +21,15 @@ async def ask(agent: Agent, text: str, session: RedisSession) -> None:
     agent_says((await Runner.run(agent, text, session=session)).final_output)
 
 
-async def show_keys(client: Redis, pattern: str) -> None:
+def text(reply: bytes | str) -> str:
+    """A reply as text: redis-py returns bytes unless the client was made with decode_responses=True."""
+    return reply.decode() if isinstance(reply, bytes) else reply
+
+
+async def show_keys(client: Redis | RedisCluster, pattern: str) -> None:
     """What `redis-cli --scan --pattern ...` and `TYPE` would show."""
-    for key in sorted([k.decode() async for k in client.scan_iter(match=pattern)]):
-        kind = (await client.type(key)).decode()
+    for key in sorted([text(k) async for k in client.scan_iter(match=pattern)]):
+        kind = text(await client.type(key))
         size = await client.llen(key) if kind == "list" else await client.hlen(key)
         note(f"{key:<34} {kind:<5} {size} {'items' if kind == 'list' else 'fields'}")
 
@@ -46,9 +52,9 @@ async def stored_keys(target: RedisTarget) -> None:
     step("2. What is stored (redis-cli --scan --pattern 'lesson09:ada*')")
     client = target.client
     await show_keys(client, f"{PREFIX}:ada*")
-    first = (await client.lrange(f"{PREFIX}:ada:messages", 0, 0))[0].decode()
+    first = text((await client.lrange(f"{PREFIX}:ada:messages", 0, 0))[0])
     note(f"LRANGE {PREFIX}:ada:messages 0 0 -> {first}")
-    fields = {k.decode(): v.decode() for k, v in (await client.hgetall(f"{PREFIX}:ada")).items()}
+    fields = {text(k): text(v) for k, v in (await client.hgetall(f"{PREFIX}:ada")).items()}
     note(f"HGETALL {PREFIX}:ada -> fields {sorted(fields)} (timestamps in Unix seconds)")
 
 
@@ -59,8 +65,8 @@ async def key_prefixes(target: RedisTarget) -> None:
     for session, text in ((shop, "I want to buy a kettle."), (support, "My kettle is broken.")):
         await session.clear_session()
         await session.add_items([{"role": "user", "content": text}])
-    note(f"shop sees    {[i['content'] for i in await shop.get_items()]}")
-    note(f"support sees {[i['content'] for i in await support.get_items()]}")
+    note(f"shop sees    {[i.get('content') for i in await shop.get_items()]}")
+    note(f"support sees {[i.get('content') for i in await support.get_items()]}")
 
 
 async def ttl(target: RedisTarget) -> None:
@@ -114,7 +120,7 @@ async def persistence(target: RedisTarget) -> None:
         await session.clear_session()
         await session.add_items([{"role": "user", "content": "Please remember this."}])
         server.restart(crash=crash)
-        await target.client.connection_pool.disconnect()  # drop connections to the old process
+        await target.client.connection_pool.disconnect()  # type: ignore[union-attr]  # standalone: drop old connections
         kept = len(await session.get_items())
         note(f"{how:<58} -> {kept} item{'s' if kept != 1 else ''} after the restart")
 
@@ -122,7 +128,7 @@ async def persistence(target: RedisTarget) -> None:
     await write_then("RDB snapshots only, then a clean shutdown (SIGTERM saves)", crash=False)
     server.config["appendonly"] = "yes"  # AOF: every write is appended to a log, fsynced once a second
     server.restart()
-    await target.client.connection_pool.disconnect()
+    await target.client.connection_pool.disconnect()  # type: ignore[union-attr]  # standalone, as above
     await write_then("AOF (appendonly yes, appendfsync everysec), then a crash", crash=True)
     note("A crash of the process keeps AOF writes (they are in the OS's page cache); a crash of the machine")
     note("can lose the last second. RDB alone loses everything since the last snapshot.")

@@ -50,8 +50,7 @@ class CompactionStandIn:
 
     @property
     def base_url(self) -> str:
-        host, port = self._server.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self._server.server_port}/v1"
 
     def compact(self, body: dict[str, Any]) -> dict[str, Any]:
         """What the endpoint returns: the user messages kept, everything else folded into one opaque item."""

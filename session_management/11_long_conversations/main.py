@@ -12,7 +12,7 @@ import uuid
 
 from agents import Agent, RunConfig, Runner, function_tool
 from agents.extensions.memory import SQLAlchemySession
-from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
+from agents.memory import OpenAIResponsesCompactionSession, Session, SessionSettings
 from openai import AsyncOpenAI
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -46,9 +46,9 @@ def fresh(name: str) -> str:
     return f"lesson10-{name}-{uuid.uuid4().hex[:8]}"
 
 
-async def ask(agent: Agent, text: str, session: object, run_config: RunConfig | None = None) -> str:
+async def ask(agent: Agent, text: str, session: Session, run_config: RunConfig | None = None) -> str:
     user_says(text)
-    result = await Runner.run(agent, text, session=session, run_config=run_config)  # type: ignore[arg-type]
+    result = await Runner.run(agent, text, session=session, run_config=run_config)
     agent_says(result.final_output)
     return str(result.final_output)
 
@@ -116,7 +116,7 @@ async def summaries(agent: Agent, engine: AsyncEngine) -> None:
         await ask(agent, text, session)
     await ask(agent, "What is my favourite colour?", session)
     show_items(await session.get_items())
-    archived = await session.archive.get_items()  # type: ignore[union-attr]
+    archived = await session.archive.get_items()  # type: ignore[union-attr]  # given above
     last = session.compactions[-1]
     note(f"{len(session.compactions)} summaries so far, each one transaction (atomic={last.atomic}); "
          f"the archive holds the {len(archived)} items they replaced.")
@@ -137,7 +137,8 @@ async def compaction(engine: AsyncEngine) -> None:
         note(f"it called POST /v1/responses/compact with model={request['model']} and "
              f"{len(request['input'])} input items, and stored what came back:")
         for number, item in enumerate(await session.get_items(), start=1):
-            shown = item_line(item) if item.get("type") != "compaction" else f"[compaction] {item['encrypted_content']}"
+            shown = (item_line(item) if item.get("type") != "compaction"
+                     else f"[compaction] {item.get('encrypted_content')}")
             print(f"    {number}. {shown}")
     note("OpenAI's answer keeps your messages and folds the rest into one encrypted item only OpenAI reads.")
 

@@ -25,7 +25,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
-from agents import Agent, Runner, set_tracing_disabled
+from agents import Agent, Runner, TResponseInputItem, set_tracing_disabled
 from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy.ext.asyncio import AsyncEngine
 
@@ -62,7 +62,7 @@ class Row:
     turn_ms: float
 
 
-def history(count: int) -> list[dict[str, str]]:
+def history(count: int) -> list[TResponseInputItem]:
     return [{"role": "user", "content": f"{QUESTION}({n})"} if n % 2 == 0 else
             {"role": "assistant", "content": f"{ANSWER}({n})"} for n in range(count)]
 
@@ -81,7 +81,7 @@ async def measure_one(engine: AsyncEngine, count: int, repeats: int) -> Row:
     try:
         items = history(count)
         for start in range(0, count, 1000):  # in batches: one statement per 1,000 rows
-            await session.add_items(items[start:start + 1000])  # type: ignore[arg-type]
+            await session.add_items(items[start:start + 1000])
         await session.get_items()  # warm up the connection and statement caches
         get_all = await timed(session.get_items, repeats)
         get_limited = await timed(lambda: session.get_items(limit=LIMIT), repeats)

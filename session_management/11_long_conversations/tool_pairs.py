@@ -45,7 +45,7 @@ class CheckedModel(OfflineModel):
         super().__init__()
         self.last_input: list[Any] = []
 
-    def _respond(self, system_instructions, input, tools, output_schema, handoffs=None):  # type: ignore[no-untyped-def,override]
+    def _respond(self, system_instructions, input, tools, output_schema, handoffs=None):
         self.last_input = [input] if isinstance(input, str) else list(input)
         orphans = orphaned_results(self.last_input)
         if orphans:

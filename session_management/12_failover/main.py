@@ -17,6 +17,7 @@ import argparse
 import os
 import uuid
 from contextlib import nullcontext
+from typing import cast
 
 from agents import Agent, Runner
 from agents.extensions.memory import SQLAlchemySession
@@ -172,7 +173,7 @@ async def main(args: argparse.Namespace) -> None:
 
 async def postgres_part(agent: Agent, own_url: str | None, conversations: int) -> None:
     with nullcontext(None) if own_url else PatroniCluster() as cluster:
-        url = own_url or cluster.url()
+        url = own_url or cast(PatroniCluster, cluster).url()  # a throwaway cluster whenever no URL is given
         the_cluster(cluster, url)
         engine = engine_for(url)
         try:

@@ -151,8 +151,8 @@ async def check_histories(engine: AsyncEngine, writers: list[Writer]) -> History
                  for sid in dict.fromkeys(writer.session_id for writer in writers)}
     for writer in writers:
         prefix = f"{writer.label} turn "
-        stored = [int(str(item["content"]).removeprefix(prefix)) for item in histories[writer.session_id]
-                  if isinstance(item, dict) and item.get("role") == "user" and str(item["content"]).startswith(prefix)]
+        stored = [int(str(item.get("content")).removeprefix(prefix)) for item in histories[writer.session_id]
+                  if item.get("role") == "user" and str(item.get("content")).startswith(prefix)]
         counts = Counter(stored)
         acked = [number for number, _, _ in writer.acknowledged]
         result.acknowledged += len(acked)

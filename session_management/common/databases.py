@@ -227,7 +227,7 @@ def _refused(parsed: URL, where: str, lowered: str) -> CourseError | None:
     return None
 
 
-def explain_schema_error(url: str, error: SQLAlchemyError) -> CourseError:
+def explain_schema_error(url: str, error: OSError | SQLAlchemyError) -> CourseError:
     """Creating the SDK's tables failed after the connection worked: almost always missing rights."""
     parsed = check_async_url(url)
     detail = str(_original(error)).splitlines()[0] if str(_original(error)) else type(error).__name__

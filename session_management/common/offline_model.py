@@ -62,6 +62,7 @@ from openai.types.responses import (
     ResponseOutputItemDoneEvent,
     ResponseOutputMessage,
     ResponseOutputText,
+    ResponseStatus,
     ResponseTextDeltaEvent,
     ResponseTextDoneEvent,
     ResponseUsage,
@@ -408,7 +409,7 @@ class OfflineModel(Model):
         output, usage = self._respond(system_instructions, input, tools, output_schema, handoffs)
         sequence = itertools.count()  # every event's sequence_number, in the order they are sent
 
-        def response(items: list[Any], status: str, with_usage: bool) -> Response:
+        def response(items: list[Any], status: ResponseStatus, with_usage: bool) -> Response:
             return Response(
                 id=f"resp_offline_{self._calls}", created_at=0, model=MODEL_NAME, object="response",
                 output=items, tool_choice="auto", tools=[], parallel_tool_calls=False, status=status,
@@ -455,5 +456,5 @@ def _message_events(item: ResponseOutputMessage, index: int,
                                 sequence_number=next(sequence))
     yield ResponseContentPartDoneEvent(type="response.content_part.done", item_id=item.id,
                                        output_index=index, content_index=0,
-                                       part=item.content[0],  # type: ignore[arg-type]
+                                       part=item.content[0],
                                        sequence_number=next(sequence))

@@ -19,6 +19,8 @@ and two are MySQL-specific:
 
 from __future__ import annotations
 
+from typing import Any
+
 from sqlalchemy import (
     TIMESTAMP,
     Column,
@@ -67,7 +69,7 @@ def session_tables(
             return base
         return base.with_variant(String(SESSION_ID_LENGTH, collation=session_id_collation), "mysql", "mariadb")
 
-    mysql_options = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+    mysql_options: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
     sessions = Table(
         sessions_table,
         metadata,

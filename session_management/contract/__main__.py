@@ -41,7 +41,7 @@ def load(target: str) -> Factory:
     factory = getattr(module, attribute, None)
     if not callable(factory):
         raise SystemExit(f"error: {module_name!r} has no callable {attribute!r}")
-    return factory  # type: ignore[no-any-return]
+    return factory
 
 
 async def check(rule: Rule, factory: Factory) -> tuple[str, str]:

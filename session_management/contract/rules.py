@@ -12,9 +12,9 @@ import asyncio
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
-from agents import Agent, Runner
+from agents import Agent, Runner, TResponseInputItem
 from agents.memory import Session, SessionSettings
 from agents.testing import ScriptedModel, assistant_message
 
@@ -55,7 +55,7 @@ def rule(says: str, *, needs_write_raw: bool = False) -> Callable[[Callable[[Sub
     return register
 
 
-def msg(text: str, role: str = "user") -> dict[str, str]:
+def msg(text: str, role: Literal["user", "assistant"] = "user") -> TResponseInputItem:
     return {"role": role, "content": text}
 
 
@@ -210,7 +210,7 @@ async def ids_are_isolated(subject: Subject) -> None:
 async def concurrent_pops(subject: Subject) -> None:
     await subject.make("pops").add_items([msg(f"item {n}") for n in range(20)])
     outcomes = await asyncio.gather(*(subject.make("pops").pop_item() for _ in range(30)))
-    popped = [item["content"] for item in outcomes if item is not None]
+    popped = contents([item for item in outcomes if item is not None])
     assert sorted(popped) == sorted(f"item {n}" for n in range(20)), "an item was lost or handed out twice"
     assert outcomes.count(None) == 10
     assert await subject.make("pops").get_items() == []
@@ -252,7 +252,8 @@ async def content_round_trips(subject: Subject) -> None:
     session = subject.make("big")
     large = msg("é" * (1024 * 1024))
     fancy = msg("naïve café 👩‍💻🚀 漢字 עברית \u0000 \\ \" '")
-    nested = {"type": "function_call_output", "call_id": "c1", "output": json.dumps({"ok": [1, 2.5, None]})}
+    nested: TResponseInputItem = {"type": "function_call_output", "call_id": "c1",
+                                  "output": json.dumps({"ok": [1, 2.5, None]})}
     await session.add_items([large, fancy, nested])
     assert await session.get_items() == [large, fancy, nested]
 
@@ -271,7 +272,7 @@ async def non_json_refused(subject: Subject) -> None:
     session = subject.make("strict")
     await session.add_items([msg("before")])
     try:
-        await session.add_items([msg("fine"), {"role": "user", "content": object()}])  # type: ignore[list-item]
+        await session.add_items([msg("fine"), {"role": "user", "content": object()}])  # type: ignore[list-item, misc]
     except TypeError as error:
         assert "not JSON serializable" in str(error), error
     else:
@@ -281,7 +282,7 @@ async def non_json_refused(subject: Subject) -> None:
 
 # -- cancellation --------------------------------------------------------------------------------------------
 BASE = [msg("a"), msg("b", "assistant")]
-OPERATIONS: dict[str, tuple[Callable[[Session], Awaitable[Any]], Any, list[dict[str, str]]]] = {
+OPERATIONS: dict[str, tuple[Callable[[Session], Awaitable[Any]], Any, list[TResponseInputItem]]] = {
     # name: (the call, what it returns, the history once it has landed)
     "add_items": (lambda s: s.add_items([msg("x")]), None, [*BASE, msg("x")]),
     "pop_item": (lambda s: s.pop_item(), BASE[-1], BASE[:1]),

@@ -60,7 +60,7 @@ class GaleraNode:
     def url(self) -> str:
         return f"mysql+aiomysql://{USER}:{PASSWORD}@127.0.0.1:{self.port}/{DATABASE}"
 
-    def admin(self) -> pymysql.connections.Connection:  # type: ignore[type-arg]
+    def admin(self) -> pymysql.connections.Connection:
         """root over the node's socket (no password: only this directory's owner reaches it)."""
         return pymysql.connect(unix_socket=self.socket, user="root", connect_timeout=3, read_timeout=10,
                                autocommit=True)

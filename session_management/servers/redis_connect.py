@@ -14,6 +14,7 @@ import os
 from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from redis.asyncio import Redis
@@ -64,7 +65,7 @@ def configured_url(database: str | None) -> tuple[str | None, bool | None]:
 
 
 async def _connect(url: str, cluster: bool | None) -> tuple[Redis | RedisCluster, bool]:
-    options = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": CONNECT_TIMEOUT}
+    options: dict[str, Any] = {"socket_connect_timeout": CONNECT_TIMEOUT, "socket_timeout": CONNECT_TIMEOUT}
     probe = Redis.from_url(url, **options)
     try:
         info = await asyncio.wait_for(probe.info("cluster"), CONNECT_TIMEOUT * 2)
@@ -94,7 +95,7 @@ def cluster_client(url: str, **options: object) -> RedisCluster:
     object has no attribute 'writelines'`` (lesson 10's resharding drill hits it). ``reinitialize_steps=0``
     updates the map from each MOVED reply instead.
     """
-    return RedisCluster.from_url(url, reinitialize_steps=0, **options)  # type: ignore[arg-type]
+    return RedisCluster.from_url(url, reinitialize_steps=0, **options)
 
 
 @asynccontextmanager

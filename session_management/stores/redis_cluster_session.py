@@ -290,6 +290,7 @@ class RedisClusterSession(SessionABC):
                     client._initialize = True
                     raise RedisConnectionError(str(error)) from error
                 batch = [PipelineCommand(n, *c) for n, c in enumerate(([("ASKING",)] if asking else []) + [*commands])]
+                assert node is not None  # get_node_from_key returns None only when asked for a replica
                 await node.execute_pipeline(batch)
                 replies = [command.result for command in batch[1 if asking else 0:]]
                 first, asking = replies[0], None

@@ -70,7 +70,7 @@ def is_summary(item: Any) -> bool:
 def summary_item(text: str, covers: int = 0) -> TResponseInputItem:
     """The summary message. *covers* counts the raw items summarised so far (all summaries together): it is how
     the archive knows, after a crash, which items it already holds (by position, never by their text)."""
-    return {"role": "system", "content": f"{SUMMARY_PREFIX} ({covers} items): {text.strip()}"}  # type: ignore
+    return {"role": "system", "content": f"{SUMMARY_PREFIX} ({covers} items): {text.strip()}"}
 
 
 def summary_covers(item: Any) -> int | None:
@@ -112,7 +112,7 @@ def as_plain_messages(items: list[TResponseInputItem]) -> list[TResponseInputIte
             name = names.get(str(item.get("call_id")), "a tool")
             plain.append({"role": "assistant", "content": f"({name} returned: {_text(item.get('output'))})"})
         elif item.get("role") in ("user", "assistant", "system", "developer"):
-            plain.append({"role": item["role"], "content": _text(item.get("content"))})
+            plain.append({"role": item.get("role"), "content": _text(item.get("content"))})
     return plain
 
 
@@ -196,8 +196,13 @@ class SummarizingSession(SessionABC):
         self.last_error: Exception | None = None  # the latest summary that failed during add_items, if any
 
     @property
-    def session_settings(self) -> SessionSettings | None:  # type: ignore[override]
+    def session_settings(self) -> SessionSettings | None:
         return getattr(self.underlying, "session_settings", None)
+
+    @session_settings.setter
+    def session_settings(self, value: SessionSettings | None) -> None:
+        # Settable, as the SDK's Session protocol asks (and as EncryptedSession does): it is the underlying's.
+        self.underlying.session_settings = value
 
     @property
     def summarizer(self) -> Summarizer:
@@ -372,7 +377,7 @@ JOURNAL_HEADER = "SummarizingSession journal: items that follow: "
 
 
 def _journal_header(count: int) -> TResponseInputItem:
-    return {"role": "system", "content": f"{JOURNAL_HEADER}{count}"}  # type: ignore[return-value]
+    return {"role": "system", "content": f"{JOURNAL_HEADER}{count}"}
 
 
 def _journal_length(item: Any) -> int | None:

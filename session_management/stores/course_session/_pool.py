@@ -116,7 +116,7 @@ def _give_back(raw: PoolProxiedConnection, *, transaction_ended: bool, discard: 
         raw.close()
     elif transaction_ended:
         # PRIVATE: what Connection.close() calls after ending its own transaction: return without the reset.
-        raw._close_special(transaction_reset=True)  # type: ignore[attr-defined]
+        raw._close_special(transaction_reset=True)
     else:
         raw.close()
 

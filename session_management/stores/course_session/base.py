@@ -150,7 +150,7 @@ class CourseSession(SessionABC):
     async def _pop_valid(self) -> TResponseInputItem | None:
         while (stored := await self._take_newest()) is not None:
             try:
-                return json.loads(stored)  # type: ignore[no-any-return]
+                return json.loads(stored)
             except (json.JSONDecodeError, TypeError):
                 logger.warning("session %r: removed a stored item that is not valid JSON", self.session_id)
         return None

@@ -88,7 +88,7 @@ class MySQLCourseSession(CourseSession, dialects=("mysql", "mariadb")):
             while await cursor.nextset():
                 pass
             connection.transaction_ended = True
-            return newest[1]  # type: ignore[no-any-return]
+            return newest[1]
 
     async def _delete_all(self) -> None:
         async with borrow(self.engine) as connection:

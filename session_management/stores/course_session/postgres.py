@@ -55,7 +55,7 @@ class PostgresCourseSession(CourseSession, dialects=("postgresql",)):
             # The session row's lock makes racing pops take turns, so each claims a different item.
             if await connection.driver.fetchval(self._lock, self.session_id) is None:
                 return None
-            return await connection.driver.fetchval(self._delete_newest, self.session_id)  # type: ignore[no-any-return]
+            return await connection.driver.fetchval(self._delete_newest, self.session_id)
 
     async def _delete_all(self) -> None:
         async with borrow(self.engine) as connection, connection.driver.transaction():

@@ -16,6 +16,7 @@ Create Date: 2026-11-24
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import sqlalchemy as sa
 from alembic import op
@@ -58,7 +59,7 @@ def upgrade() -> None:
     if found:
         raise CommandError(f"{found[0]} exists without {sorted(set(TABLES) - set(found))[0]}: not a database this "
                            "revision can adopt. Restore the missing table, or move the existing one aside.")
-    mysql_options = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
+    mysql_options: dict[str, Any] = {"mysql_charset": "utf8mb4", "mysql_engine": "InnoDB"}
     op.create_table(
         "agent_sessions",
         sa.Column("session_id", _session_id(), primary_key=True),
@@ -111,6 +112,7 @@ def _adopt_on_mysql(inspector: sa.Inspector) -> None:
         # MySQL refuses to change a column a foreign key uses: take the key off, change both ends, put it back.
         keys = [key for key in inspector.get_foreign_keys("agent_messages") if key["referred_table"] == TABLES[0]]
         for key in keys:
+            assert key["name"], "MySQL names every foreign key"
             op.drop_constraint(key["name"], "agent_messages", type_="foreignkey")
         for table in TABLES:
             op.execute(f"ALTER TABLE {table} MODIFY session_id VARCHAR({ID_LENGTH}) CHARACTER SET utf8mb4 "
