@@ -27,8 +27,9 @@ def rewrite_in_update_mode() -> Iterator[None]:
         transcripts.write_updates()
 
 
-@pytest.mark.parametrize(("lesson", "backend"), transcripts.cases(),
-                         ids=lambda value: value if isinstance(value, str) else "")
+@pytest.mark.parametrize(("lesson", "backend"), [
+    pytest.param(lesson, backend, id=f"{lesson}-{backend}" if backend else lesson)
+    for lesson, backend in transcripts.cases()])
 def test_transcript(lesson: str, backend: str | None, first_runs: dict[str, Outcome], request: pytest.FixtureRequest,
                     lesson_env: dict[str, str], capsys: pytest.CaptureFixture[str],
                     monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
@@ -40,7 +41,7 @@ def test_transcript(lesson: str, backend: str | None, first_runs: dict[str, Outc
         done = lessons.run_here(lesson, "--database", url, env=lesson_env, capsys=capsys, monkeypatch=monkeypatch,
                                 merged=True)
         code, output = done.returncode, done.stdout
-        roots = (str(tmp_path), str(make_url(url).database))
+        roots = (str(tmp_path), str(lessons.REPO_ROOT), str(make_url(url).database))
     assert code == 0, f"exit status {code}\n{output}"
     transcripts.check(lesson, backend, output, roots)
 
