@@ -16,7 +16,7 @@ from agents import set_tracing_disabled
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine
-from tests import lessons, redis_stores
+from tests import first_commands, lessons, redis_stores
 from tests.backends import (
     ALL_BACKENDS,
     AVAILABILITY,
@@ -82,6 +82,12 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
         yield engine
     finally:
         await engine.dispose()
+
+
+@pytest.fixture(scope="session")
+def first_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, first_commands.Outcome]:
+    """Every command run once as a stranger's first command, side by side (tests/first_commands.py)."""
+    return first_commands.run_all(tmp_path_factory)
 
 
 @pytest.fixture

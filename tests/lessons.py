@@ -57,8 +57,8 @@ def lesson_env(data_dir: Path, **overrides: str) -> dict[str, str]:
 
 def stranger_env() -> dict[str, str]:
     """The environment of someone who just cloned the repository: none of the course's variables at all."""
-    env = {k: v for k, v in os.environ.items()
-           if not k.startswith("OPENAI_") and k not in READER_SETTINGS and k != "PYTHONPATH"}
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OPENAI_") and k not in READER_SETTINGS
+           and k not in ("PYTHONPATH", "REDIS_URL", "REDIS_CLUSTER_URL")}  # lesson 10 starts its own Redis then
     env["PYTHONUNBUFFERED"] = "1"
     return env
 
@@ -106,9 +106,10 @@ class Ran:
 
 
 def run_here(lesson: str, *args: str, env: dict[str, str], capsys: pytest.CaptureFixture[str],
-             monkeypatch: pytest.MonkeyPatch, cwd: Path = REPO_ROOT, stdin: str = "") -> Ran:
+             monkeypatch: pytest.MonkeyPatch, cwd: Path = REPO_ROOT, stdin: str = "", merged: bool = False) -> Ran:
     """Like :func:`run`, in this process: *env* replaces the environment and *cwd* the working directory for the
-    run (both restored after the test), *stdin* is what it reads, and what it printed is returned, not shown."""
+    run (both restored after the test), *stdin* is what it reads, and what it printed is returned, not shown.
+    With *merged*, stderr goes where stdout goes, so ``stdout`` is both, interleaved as a terminal shows them."""
     for name in list(os.environ):
         monkeypatch.delenv(name)
     for name, value in env.items():
@@ -116,7 +117,13 @@ def run_here(lesson: str, *args: str, env: dict[str, str], capsys: pytest.Captur
     monkeypatch.chdir(cwd)
     monkeypatch.setattr(sys, "stdin", io.StringIO(stdin))
     capsys.readouterr()  # only this run's output
-    code = run_in_process(lesson, *args)
+    stderr = sys.stderr
+    if merged:
+        sys.stderr = sys.stdout
+    try:
+        code = run_in_process(lesson, *args)
+    finally:
+        sys.stderr = stderr
     out, err = capsys.readouterr()
     return Ran(code, out, err)
 

@@ -21,8 +21,10 @@ The convention (documented for contributors in the top-level README):
     in that file, word for word, so the excerpt cannot drift from the code it shows. Not run, not linted.
 * **What a block prints is checked** (pydantic-ai style): every ``#>`` comment line in a block is a line of
   expected output; the lines the block prints must equal all its ``#>`` lines, in order. ``...`` inside a
-  ``#>`` line matches any text (like doctest's ELLIPSIS), for ids, times and per-backend differences. A block
-  that prints nothing has no ``#>`` lines. (A ``compile`` block is not run, so it has none either.)
+  ``#>`` line matches any text (like doctest's ELLIPSIS), for ids, times and per-backend differences; a line
+  that is only ``...`` matches any run of lines, none included. A block that prints nothing has no ``#>``
+  lines. (A ``compile`` block is not run, so it has none either.) The lessons' transcripts
+  (``session_management/NN_*/transcript.txt``, tests/transcripts.py) are checked by the same matcher.
 * Every block is linted with the repository's ruff settings (:func:`lint_blocks`).
 """
 
@@ -30,6 +32,7 @@ from __future__ import annotations
 
 import ast
 import asyncio
+import functools
 import re
 import threading
 from dataclasses import dataclass
@@ -102,23 +105,103 @@ def expected_output(snippet: Snippet) -> list[str]:
     return found
 
 
+ANY_LINES = "..."  # an expected line that is only this matches any run of printed lines, none included
+
+
+@functools.lru_cache(maxsize=4096)
 def _line_pattern(expected: str) -> re.Pattern[str]:
     return re.compile(".*".join(re.escape(part) for part in expected.split("...")))
 
 
-def output_mismatch(expected: list[str], printed: str) -> str | None:
-    """``None`` if *printed* is what the ``#>`` lines say, else a readable diff for the failure message."""
+def line_matches(expected: str, printed: str) -> bool:
+    """One expected line against one printed line: ``...`` matches any text (so a line of only ``...`` any line)."""
+    return _line_pattern(expected).fullmatch(printed) is not None
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step of :func:`align`: an expected line and the printed lines it accounts for.
+
+    ``expected`` is None for a printed line that no expected line accounts for; ``printed`` is empty for an
+    expected line with nothing printed against it (or a ``...`` line that stood for no line). ``matched`` is
+    False for a difference: a line missing, a line extra, or a line changed (one expected, one printed).
+    """
+
+    expected: int | None
+    printed: range
+    matched: bool
+
+
+def align(expected: list[str], printed: list[str]) -> list[Step]:
+    """The closest alignment of *expected* to *printed*: the fewest differences, then the fewest printed lines left
+    to ``...`` lines. *printed* is what *expected* says iff every step is ``matched``.
+
+    Dynamic programming over (expected line, printed line) pairs: len(expected) x len(printed) comparisons
+    whatever the ``...`` lines, never a backtracking search.
+    """
+    n, m = len(expected), len(printed)
+    # cost[i][j]: (differences, lines absorbed by ``...`` lines) of the best alignment of expected[i:], printed[j:]
+    cost = [[(0, 0)] * (m + 1) for _ in range(n + 1)]
+    move = [[""] * (m + 1) for _ in range(n + 1)]
+    for i in range(n, -1, -1):
+        for j in range(m, -1, -1):
+            if i == n and j == m:
+                continue
+            options: list[tuple[tuple[int, int], str]] = []
+            if i < n and expected[i] == ANY_LINES:
+                options.append((cost[i + 1][j], "end"))  # the run of lines stops here
+                if j < m:
+                    options.append(((cost[i][j + 1][0], cost[i][j + 1][1] + 1), "absorb"))
+            elif i < n:
+                if j < m:
+                    after = cost[i + 1][j + 1]
+                    if line_matches(expected[i], printed[j]):
+                        options.append((after, "match"))
+                    else:
+                        options.append(((after[0] + 1, after[1]), "change"))
+                options.append(((cost[i + 1][j][0] + 1, cost[i + 1][j][1]), "missing"))
+            if j < m:
+                options.append(((cost[i][j + 1][0] + 1, cost[i][j + 1][1]), "extra"))
+            cost[i][j], move[i][j] = min(options, key=lambda option: option[0])
+    steps: list[Step] = []
+    i = j = 0
+    run_start: int | None = None  # where the current ``...`` line's run began
+    while i < n or j < m:
+        kind = move[i][j]
+        if kind == "absorb":
+            run_start = j if run_start is None else run_start
+            j += 1
+        elif kind == "end":
+            steps.append(Step(i, range(j if run_start is None else run_start, j), True))
+            run_start, i = None, i + 1
+        elif kind in ("match", "change"):
+            steps.append(Step(i, range(j, j + 1), kind == "match"))
+            i, j = i + 1, j + 1
+        elif kind == "missing":
+            steps.append(Step(i, range(j, j), False))
+            i += 1
+        else:
+            steps.append(Step(None, range(j, j + 1), False))
+            j += 1
+    return steps
+
+
+def output_mismatch(expected: list[str], printed: str, heading: str = "#> expected") -> str | None:
+    """``None`` if *printed* is what the *expected* lines say, else a readable diff for the failure message:
+    expected beside printed, line by line, ``!!`` on each difference."""
     lines = [line.rstrip() for line in printed.splitlines()]
-    if len(lines) == len(expected) and all(_line_pattern(e).fullmatch(p) for e, p in zip(expected, lines, strict=True)):
+    steps = align(expected, lines)
+    if all(step.matched for step in steps):
         return None
-    width = max([len(e) for e in expected] + [8])
-    rows = [f"{'#> expected':<{width}} | printed"]
-    for number in range(max(len(expected), len(lines))):
-        want = expected[number] if number < len(expected) else "(nothing)"
-        got = lines[number] if number < len(lines) else "(nothing)"
-        mark = "  " if number < min(len(expected), len(lines)) and _line_pattern(want).fullmatch(got) else "!!"
-        rows.append(f"{want:<{width}} | {got}  {mark}")
-    return "\n".join(rows)
+    rows: list[tuple[str, str, str]] = []
+    for step in steps:
+        want = expected[step.expected] if step.expected is not None else "(nothing)"
+        got = [lines[number] for number in step.printed] or ["(nothing)"]
+        mark = "  " if step.matched else "!!"
+        rows.extend((want if number == 0 else "", line, mark) for number, line in enumerate(got))
+    width = max([len(want) for want, _, _ in rows] + [len(heading)])
+    return "\n".join([f"{heading:<{width}} | printed",
+                      *(f"{want:<{width}} | {got}  {mark}" for want, got, mark in rows)])
 
 
 def lint_sources(snippets: list[Snippet]) -> dict[str, str]:

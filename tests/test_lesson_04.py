@@ -29,30 +29,6 @@ def key() -> str:
     return Fernet.generate_key().decode()
 
 
-def test_lesson_04_on_every_backend(run_here: RunHere, database_url: str) -> None:
-    done = run_here("04_encrypted_session", "--database", database_url)
-    assert done.returncode == 0, done.stderr
-    assert "WARNING: ENCRYPTION_KEY is not set" in done.stderr and "Traceback" not in done.stderr
-    sections = {s.split(".")[0]: s for s in done.stdout.split("\n--- ")[1:]}
-    assert "agent: Your name is Ada." in sections["1"]
-    assert '{"__enc__":1,"v":1,"kid":"hkdf-v1","payload":"gAAAAA' in sections["2"]
-    assert "rows containing 'name is Ada' or 'color is teal' in plain text: 0" in sections["2"]
-    assert re.search(r"anyone can read when each item was written .*: 20\d\d-\d\d-\d\d \d\d:\d\d:\d\d UTC",
-                     sections["2"])
-    assert "get_items() with the wrong key -> [] (silently empty)" in sections["3"]
-    assert "agent: I don't know your name yet" in sections["3"]
-    assert "the right key now reads 4 items, the wrong one 2, the database holds 6 rows." in sections["3"]
-    assert "after popping the wrong-key turn with its own key: 4 readable items" in sections["3"]
-    assert "identical ciphertext? False" in sections["4"] and "decrypts there? False" in sections["4"]
-    assert "just written: 1 readable item" in sections["5"]
-    assert "after 3 s with ttl=2: 0 readable items, 1 row still in the database" in sections["5"]
-    assert "agent: Your favorite color is teal." in sections["6"]  # the app, on both keys, during the switch
-    assert ("re-encrypted 4 rows in one transaction (2 were already under the new key); the new key alone reads 6, "
-            "the old one 0.") in sections["6"]
-    assert "token times and created_at of the old rows unchanged (so the TTL did not restart)? True" in sections["6"]
-    assert "the key was a throwaway: the lesson clears its rows" in sections["6"]
-
-
 def test_the_lesson_ends_on_the_key_it_was_given(run_here: RunHere, lesson_env: dict[str, str],
                                                 tmp_path: Path) -> None:
     """With ENCRYPTION_KEY set there is no warning, and the rows the lesson leaves for a reader to inspect are

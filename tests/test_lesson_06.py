@@ -179,20 +179,6 @@ async def test_delete_removes_the_sdk_rows(client: httpx.AsyncClient, database_u
 
 # --- the lesson as the README runs it, and the real server process -----------------------------------------
 
-def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
-    done = run_here("06_web_service", "--database", database_url)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "alice: What is my name?\n  agent: Your name is Alice." in out
-    assert "bob: What is my name?\n  agent: Your name is Bob." in out
-    assert out.count("-> 404 {'error': 'conversation not found'}") == 2
-    assert "no token -> 401" in out
-    assert "final reply: You live in Lisbon." in out
-    assert "delete -> 204; then history -> 404" in out
-    assert out.count("-> 422") == 4 and "-> 500" not in out and "-> 503" not in out
-    assert out.count("-> 200 {'reply': \"Got it, I'll remember that.\"}") == 2
-    assert "items stored: 4 -> 6 (one turn, not two)" in out and "another message -> 409" in out
-    assert "Traceback" not in done.stderr
 
 
 @pytest.fixture

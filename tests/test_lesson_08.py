@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import sqlite3
 from datetime import timedelta
 from pathlib import Path
 
@@ -13,6 +14,7 @@ from agents.extensions.memory import SQLAlchemySession
 from sqlalchemy import text, update
 
 from session_management.common import create_engine, create_session_tables
+from tests.first_commands import Outcome
 from tests.lessons import RunHere
 
 admin = importlib.import_module("session_management.08_session_admin.main")
@@ -55,17 +57,17 @@ async def items_of(url: str, session_id: str) -> list[object]:
         await engine.dispose()
 
 
-def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
-    done = run_here("08_session_admin", "--database", database_url)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "[tool call] get_weather" in out and "assistant: Your name is Ada." in out
-    assert "The copy's export is identical to the original's: True" in out
-    assert "would delete 2 sessions (6 items)" in out and "nothing deleted" in out
-    assert "deleted 2 sessions (6 items)" in out
-    final_list = out.split("purge --older-than 30d --prefix demo07-\n")[1].split("--- 5.")[0]
-    assert "demo07-old-40d" not in final_list.split("list --prefix demo07-")[1]
-    assert "Traceback" not in done.stderr
+def test_the_demo_leaves_the_sessions_it_kept(first_runs: dict[str, Outcome]) -> None:
+    """The demo's default run (a first command, its output its transcript): the purge removed the old sessions'
+    rows, the copy and the recent ones are in the database, and their items with them."""
+    database = first_runs["08_session_admin"].tree / ".data" / "sessions.db"
+    with sqlite3.connect(database) as stored:
+        sessions = dict(stored.execute("SELECT s.session_id, COUNT(m.id) FROM agent_sessions s LEFT JOIN "
+                                       "agent_messages m ON m.session_id = s.session_id GROUP BY s.session_id"))
+        orphans = stored.execute("SELECT COUNT(*) FROM agent_messages WHERE session_id NOT IN "
+                                 "(SELECT session_id FROM agent_sessions)").fetchone()
+    assert sessions == {"demo07-ada": 8, "demo07-ada-copy": 8, "demo07-alan": 4, "demo07-grace": 4}
+    assert orphans == (0,)
 
 
 def test_list_show_and_stats(database_url: str, capsys: pytest.CaptureFixture[str]) -> None:

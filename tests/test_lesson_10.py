@@ -1,11 +1,11 @@
 """Lesson 10 as a reader runs it: the first command starts its own Redis (or cluster) and removes it after;
-without `redis-server`, or with a Redis that does not answer, one line and exit status 2."""
+without `redis-server`, or with a Redis that does not answer, one line and exit status 2. The default run (a
+throwaway server) is a first command: its output is its transcript (tests/test_transcripts.py), and that it
+leaves nothing in its temporary folder is tests/test_first_command.py's check."""
 
 from __future__ import annotations
 
 import os
-import tempfile
-from pathlib import Path
 
 import pytest
 
@@ -25,29 +25,6 @@ def env(lesson_env: dict[str, str]) -> dict[str, str]:
     lesson_env["REDIS_URL"] = ""  # set-but-empty: a developer's .env cannot point the run elsewhere
     lesson_env["REDIS_CLUSTER_URL"] = ""
     return lesson_env
-
-
-def throwaway_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("course-redis-*")}
-
-
-def test_the_lesson_on_a_throwaway_server(env: dict[str, str], run_here: RunHere) -> None:
-    """In this process; as a first command from a clean tree, as a process: tests/test_first_command.py."""
-    require_redis_server()
-    before = throwaway_dirs()
-    done = run_here(LESSON, env=env)
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "(throwaway, started for this run)" in out
-    assert "agent: Your name is Ada." in out
-    assert "lesson09:ada                       hash  3 fields" in out
-    assert "lesson09:ada:messages              list  4 items" in out
-    assert "shop sees    ['I want to buy a kettle.']" in out and "support sees ['My kettle is broken.']" in out
-    assert "1.2 s later: 0 items, EXISTS -> 0" in out
-    assert "then a crash (SIGKILL)   -> 0 items after the restart" in out
-    assert "then a clean shutdown (SIGTERM saves)  -> 1 item after the restart" in out
-    assert "(appendonly yes, appendfsync everysec), then a crash   -> 1 item after the restart" in out
-    assert throwaway_dirs() == before  # the server and its directory are gone
 
 
 def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHere) -> None:
@@ -72,7 +49,7 @@ def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHer
 
 def test_without_redis_server_one_line_and_exit_2(env: dict[str, str], run_here: RunHere) -> None:
     env["PATH"] = os.path.dirname(lessons.PYTHON)  # the venv's python, no redis-server
-    done = run_here(LESSON, env=env)  # in this process: the lesson's first command is a process above
+    done = run_here(LESSON, env=env)  # in this process: the first command is a process
     assert done.returncode == 2
     assert done.stderr.startswith("error: redis-server is not installed")
     assert "apt-get install redis-server" in done.stderr and "brew install redis" in done.stderr

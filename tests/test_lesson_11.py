@@ -18,29 +18,11 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from session_management.common import OfflineModel
 from tests import lessons
 from tests.backends import sqlite_engine as sqlite_engine_at
-from tests.lessons import RunHere
 
 LESSON = "session_management.11_long_conversations"
 tool_pairs = importlib.import_module(f"{LESSON}.tool_pairs")
 standin = importlib.import_module(f"{LESSON}.compaction_standin")
 measure = importlib.import_module(f"{LESSON}.measure")
-
-
-def test_the_lesson_tells_its_story(run_here: RunHere) -> None:
-    """In this process; as a first command from a clean tree, as a process: tests/test_first_command.py."""
-    done = run_here(f"{LESSON}.main", "--database", "sqlite")
-    assert done.returncode == 0, done.stderr
-    out = done.stdout
-    assert "the model saw the newest 6 stored items; the database holds 10" in out
-    assert "I don't know your name yet" in out and "Your name is Ada." in out
-    assert "400 No tool call found for function call output with call_id call_offline_1." in out
-    assert "the Runner dropped the orphaned result (3 history items sent)" in out
-    assert "Your favourite colour is teal." in out
-    assert "1. system: Summary of the earlier conversation (10 items): The user told me: my name is Ada; " \
-           "my favourite colour is teal." in out
-    assert "(atomic=True)" in out
-    assert "POST /v1/responses/compact with model=gpt-4.1 and 6 input items" in out
-    assert "Traceback" not in done.stderr
 
 
 @function_tool

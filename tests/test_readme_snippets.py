@@ -141,6 +141,10 @@ def test_the_output_check_can_fail(tmp_path: Path, monkeypatch: pytest.MonkeyPat
         with pytest.raises(AssertionError, match="differs from its #> lines"):
             run_snippet(block, "sqlite+aiosqlite:///:memory:", tmp_path, monkeypatch)
     assert output_mismatch(["a...c"], "abc\n") is None and output_mismatch(["a...c"], "abd\n") is not None
+    # a line that is only ``...``: any run of lines, none included, but the lines around it still count
+    assert output_mismatch(["a", "...", "d"], "a\nb\nc\nd\n") is None
+    assert output_mismatch(["a", "...", "d"], "a\nd\n") is None
+    assert output_mismatch(["a", "...", "d"], "a\nb\n") is not None and output_mismatch(["a", "..."], "b\n") is not None
 
 
 def test_blocks_pass_ruff(tmp_path: Path) -> None:
