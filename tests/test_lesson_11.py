@@ -16,7 +16,7 @@ from agents.memory import OpenAIResponsesCompactionSession, SessionSettings
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import OfflineModel
-from tests import lessons
+from tests import lessons, readme_samples
 from tests.backends import sqlite_engine as sqlite_engine_at
 from tests.lessons import RunHere
 
@@ -41,6 +41,8 @@ def test_the_lesson_tells_its_story(run_here: RunHere) -> None:
     assert "(atomic=True)" in out
     assert "POST /v1/responses/compact with model=gpt-4.1 and 6 input items" in out
     assert "Traceback" not in done.stderr
+    (sample,) = readme_samples.samples(lessons.REPO_ROOT / "session_management" / "11_long_conversations" / "README.md")
+    assert readme_samples.sample_mismatch(sample, out) is None, readme_samples.sample_mismatch(sample, out)
 
 
 @function_tool
