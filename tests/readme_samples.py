@@ -1,8 +1,8 @@
 """A lesson README's "what it prints" sample, checked against what the lesson really printed.
 
-A README shows a sample of its lesson's default run in a ```` ```text ```` block right after the line
-``<!-- output: ... -->``. The lesson's test already runs the lesson; it hands the printed text to
-:func:`sample_mismatch`, which checks that every line of the sample was printed, in the same order (lines the
+A README shows a sample of what a command prints in a ```` ```text ```` block right after the line
+``<!-- output: <what was run>, checked by <test> -->``. The test that runs the command anyway hands the printed
+text to :func:`sample_mismatch`, which checks that every line of the sample was printed, in the same order (lines the
 sample leaves out may come between). ``...`` inside a sample line matches any text (timings, paths, ids), as in
 the ``#>`` lines of README code blocks; a line that is only ``...`` stands for lines left out.
 """
@@ -15,13 +15,20 @@ from pathlib import Path
 MARKER = "<!-- output:"
 
 
-def samples(readme: Path) -> list[list[str]]:
-    """The lines of every sample block in *readme* (a README may show one per command)."""
-    found = []
+def samples(readme: Path) -> dict[str, list[str]]:
+    """Every sample block of *readme* (a README may show one per command), keyed by its marker's text."""
+    found = {}
     for part in readme.read_text(encoding="utf-8").split(MARKER)[1:]:
-        block = part.split("```text\n", 1)[1].split("\n```", 1)[0]
-        found.append(block.splitlines())
+        label, _, rest = part.partition("-->")
+        block = rest.split("```text\n", 1)[1].split("\n```", 1)[0]
+        found[label.strip()] = block.splitlines()
     return found
+
+
+def sample(readme: Path, key: str) -> list[str]:
+    """The one sample block of *readme* whose marker names *key* (a command, say)."""
+    (lines,) = [lines for label, lines in samples(readme).items() if key in label]
+    return lines
 
 
 def _pattern(line: str) -> re.Pattern[str]:

@@ -41,7 +41,8 @@ def test_the_lesson_tells_its_story(run_here: RunHere) -> None:
     assert "(atomic=True)" in out
     assert "POST /v1/responses/compact with model=gpt-4.1 and 6 input items" in out
     assert "Traceback" not in done.stderr
-    (sample,) = readme_samples.samples(lessons.REPO_ROOT / "session_management" / "11_long_conversations" / "README.md")
+    sample = readme_samples.sample(lessons.REPO_ROOT / "session_management" / "11_long_conversations" / "README.md",
+                                   "the default run")
     assert readme_samples.sample_mismatch(sample, out) is None, readme_samples.sample_mismatch(sample, out)
 
 

@@ -390,6 +390,14 @@ def think_label(r: Result) -> str:
     return f"{r.model_s:g}/{r.pause_s:g}"
 
 
+def store_rank(store: str) -> tuple[int, str]:
+    """Rows in one fixed order, the stores' order of registration (stores.py, peers, Redis), never by speed: which
+    store is fastest changes from run to run, and a table that reorders itself would show a ranking the next run
+    may not reproduce. Stores of older runs (``raw_driver`` in results.json) come last."""
+    order = [*STORES, *PEERS, *REDIS_STORES]
+    return (order.index(store), "") if store in order else (len(order), store)
+
+
 def print_table(results: list[Result]) -> None:
     several_pools = len({r.pool_size for r in results}) > 1  # a pool column only when --pool-size varies it
     several_thinks = len({think_label(r) for r in results}) > 1  # a think column only when --think varies it
@@ -405,7 +413,7 @@ def print_table(results: list[Result]) -> None:
     print(header)
     print("-" * len(header))
     for r in sorted(results, key=lambda r: (r.database, r.history, r.read, r.concurrency, r.pool_size, r.model_s,
-                                            r.pause_s, -r.turns_per_s)):
+                                            r.pause_s, store_rank(r.store))):
         spread = f"{r.rounds} ({min(r.turns_per_s_rounds):.0f}-{max(r.turns_per_s_rounds):.0f})"
         pool = f" {r.pool_size:>4}" if several_pools else ""
         think = f" {think_label(r):>7}" if several_thinks else ""
@@ -422,7 +430,8 @@ def print_table(results: list[Result]) -> None:
         if course is None or len(by_store) < 2:
             continue
         ratios = [f"{course.turns_per_s / other.turns_per_s:.2f}x {name}"
-                  for name, other in by_store.items() if name != "course_session" and other.turns_per_s]
+                  for name, other in sorted(by_store.items(), key=lambda pair: store_rank(pair[0]))
+                  if name != "course_session" and other.turns_per_s]
         print(f"{database} C={concurrency} history={history} {read}{tag(course)}: course_session = "
               + ", ".join(ratios))
     print_costs(results, groups, several_pools)
@@ -455,10 +464,10 @@ def print_costs(results: list[Result], groups: dict[Any, dict[str, Result]], sev
     print("-" * len(header))
 
     def shown(value: float | None, form: str) -> str:
-        return "-" if value is None else format(value, form)
+        return "-".rjust(int(form.rstrip("dfs").split(".")[0])) if value is None else format(value, form)
 
     for r in sorted(counted, key=lambda r: (r.database, r.history, r.read, r.concurrency, r.pool_size, r.model_s,
-                                            r.pause_s, r.client_cpu_us_per_turn or 0)):
+                                            r.pause_s, store_rank(r.store))):
         print(f"{r.database:<10} {r.concurrency:>5} {r.history:>5} {r.read:<5} {think_label(r):>7} {r.store:<15} "
               f"{shown(r.round_trips_per_turn, '11.2f')} {shown(r.statements_per_turn, '10.2f')} "
               f"{shown(r.bytes_per_turn, '7.0f')} {shown(r.connections_opened, '9d')} "
