@@ -14,7 +14,7 @@ from session_management.common.redis_connect import RedisTarget
 from session_management.common.redis_drills import failover_drill, resharding_drill, stalled_primary_drill
 from session_management.common.redis_servers import LocalCluster
 
-PREFIX = "lesson09"
+PREFIX = "lesson10"
 
 
 async def layout(client: RedisCluster) -> None:
