@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import importlib
 import json
+import re
 import subprocess
 from pathlib import Path
 
@@ -18,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_session_tables
 from session_management.stores.course_session import CourseSession
-from tests import lessons
+from tests import lessons, readme_samples
 from tests.backends import unavailable
 from tests.lessons import RunHere
 
@@ -189,35 +190,68 @@ def test_pgbouncer_shows_the_failure_and_the_fix(run_here: RunHere, database_url
     assert len(failures) == 2 and all(count > 0 for count in failures)
     assert "prepared statement" in defaults and "does not exist" in defaults
     assert fixed.count("turns ok: 120, failed:   0") == 2
+    sample = readme_samples.sample(LESSON_FOLDER / "README.md", "pgbouncer_demo")
+    assert readme_samples.sample_mismatch(sample, done.stdout) is None, readme_samples.sample_mismatch(sample,
+                                                                                                   done.stdout)
+
+
+LESSON_FOLDER = lessons.REPO_ROOT / "session_management" / "09_scaling"
+RESULTS_MARK = "<!-- results: the lines below are printed from results.json by the test -->"
+COUNTED_MARK = "<!-- counted: the lines below are printed from counted.json by the test -->"
+
+
+def marked_blocks(page: str, mark: str) -> list[list[str]]:
+    return [part.split("```text\n", 1)[1].split("```", 1)[0].splitlines() for part in page.split(mark)[1:]]
 
 
 def test_the_readme_prints_the_committed_run(capsys: pytest.CaptureFixture[str]) -> None:
-    """Every line of the README's result blocks is printed by the benchmark from the committed results.json, and
-    the README names that run's command and duration: no number in the README without the run behind it."""
-    folder = lessons.REPO_ROOT / "session_management" / "09_scaling"
+    """Every line of the result blocks of the lesson's pages (README, METHOD.md, ...) is printed by the benchmark
+    from the committed results.json or counted.json, and a page showing a run names its command and duration: no
+    number without the run behind it."""
     report = importlib.import_module("session_management.09_scaling.report")
     benchmark = importlib.import_module("session_management.09_scaling.benchmark")
-    document = json.loads((folder / "results.json").read_text())
-    report.print_table([benchmark.Result(**row) for row in document["results"]])
-    printed = capsys.readouterr().out.splitlines()
-    readme = (folder / "README.md").read_text()
-    blocks = readme.split("<!-- results: the lines below are printed from results.json by the test -->")[1:]
-    assert len(blocks) >= 2, "the README lost its result blocks"
-    for block in blocks:
-        lines = block.split("```text\n", 1)[1].split("```", 1)[0].splitlines()
-        assert len(lines) > 5
-        for line in filter(None, lines):
-            assert line in printed, f"README line not printed from results.json: {line!r}"
-    counted = json.loads((folder / "counted.json").read_text())  # the counted run's block, the same way
-    report.print_table([benchmark.Result(**row) for row in counted["results"]])
-    printed_counted = capsys.readouterr().out.splitlines()
-    counted_blocks = readme.split("<!-- counted: the lines below are printed from counted.json by the test -->")[1:]
-    assert len(counted_blocks) == 1, "the README lost its counted block"
-    lines = counted_blocks[0].split("```text\n", 1)[1].split("```", 1)[0].splitlines()
-    assert len(lines) > 10 and all(line in printed_counted for line in filter(None, lines))
-    assert counted["run"]["counted"] and f"in {counted['run']['seconds']} s" in readme
-    run = document["run"]
-    assert f"{run['seconds']:,} s" in readme
-    assert all(document["servers"][database]["durable"] for database in ("postgresql", "mysql"))
-    flat = " ".join(readme.replace("\\\n", " ").split())  # the README's command, its line breaks joined
-    assert run["command"] in flat, f"the README does not show the run's command: {run['command']}"
+    runs = {}
+    for name, mark in (("results.json", RESULTS_MARK), ("counted.json", COUNTED_MARK)):
+        document = json.loads((LESSON_FOLDER / name).read_text())
+        report.print_table([benchmark.Result(**row) for row in document["results"]])
+        runs[mark] = (document, capsys.readouterr().out.splitlines())
+    pages = {path.name: path.read_text() for path in sorted(LESSON_FOLDER.glob("*.md"))}
+    assert RESULTS_MARK in pages["README.md"] and COUNTED_MARK in pages["README.md"], "the README lost its numbers"
+    shown = {RESULTS_MARK: 0, COUNTED_MARK: 0}
+    for name, page in pages.items():
+        flat = " ".join(page.replace("\\\n", " ").split())  # the page's commands, their line breaks joined
+        for mark, (document, printed) in runs.items():
+            blocks = marked_blocks(page, mark)
+            for block in blocks:
+                assert len(block) > 5, f"{name}: a result block of {len(block)} lines"
+                for line in filter(None, block):
+                    assert line in printed, f"{name}: line not printed from its JSON: {line!r}"
+            if blocks:
+                shown[mark] += len(blocks)
+                run = document["run"]
+                assert f"{run['seconds']:,} s" in page, f"{name} shows the run but not its duration"
+                if mark == RESULTS_MARK:  # the counted run went to a database of its own: its URLs differ
+                    assert run["command"] in flat, f"{name} does not show the run's command: {run['command']}"
+    assert shown[RESULTS_MARK] >= 3 and shown[COUNTED_MARK] >= 2, shown  # README and METHOD.md
+    results, counted = runs[RESULTS_MARK][0], runs[COUNTED_MARK][0]
+    assert counted["run"]["counted"]
+    assert all(results["servers"][database]["durable"] for database in ("postgresql", "mysql"))
+
+
+def test_the_default_run_prints_what_the_readme_shows(run_here: RunHere) -> None:
+    """The README's sample of the default (offline) run is what it prints, with every timing left out (``...``):
+    which store is fastest on SQLite changes from run to run, so the README states no ranking, and the table
+    lists the stores in a fixed order, never by speed."""
+    done = run_here("09_scaling")
+    assert done.returncode == 0, done.stderr
+    sample = readme_samples.sample(LESSON_FOLDER / "README.md", "the default run")
+    mismatch = readme_samples.sample_mismatch(sample, done.stdout)
+    assert mismatch is None, mismatch
+    rows = [line.split() for line in done.stdout.splitlines() if line.startswith("sqlite ") and "C=" not in line]
+    table = [row[4] for row in rows if len(row) > 12]
+    assert table == ["sdk_sqlalchemy", "course_session", "floor", "sdk_sqlite"] * 2, table
+    for line in sample:  # a row or ratio with a number in it would state a ranking the next run may not keep
+        assert not line.startswith("sqlite ") or "..." in line, f"the README's sample states a timing: {line!r}"
+    readme = (LESSON_FOLDER / "README.md").read_text()
+    promise = re.search(r"(<|under|within|less than)\s*~?\d+\s*(s|seconds)\b", readme)
+    assert promise is None, f"the README promises a duration no test can hold: {promise.group(0)!r}"

@@ -12,12 +12,13 @@ import pytest
 from session_management.common import CourseError, load_env
 from session_management.servers.redis_connect import configured_url, open_redis
 from session_management.stores.redis_cluster_session import RedisClusterSession
-from tests import lessons
+from tests import lessons, readme_samples
 from tests.backends import unavailable
 from tests.lessons import RunHere
 from tests.redis_stores import require_redis_server
 
 LESSON = "session_management.10_redis_session.main"
+FOLDER = lessons.REPO_ROOT / "session_management" / "10_redis_session"
 
 
 @pytest.fixture
@@ -35,7 +36,7 @@ def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHer
     assert out.count("  replica :") == 3  # three primaries, a replica each
     assert "add_items() -> TypeError: RedisSession does not support transactions with RedisCluster clients." in out
     assert "agent: Your name is Ada." in out
-    assert "lesson09:{ada}               slot 5938" in out and "lesson09:{ada}:messages      slot 5938" in out
+    assert "lesson10:{ada}               slot 5938" in out and "lesson10:{ada}:messages      slot 5938" in out
     assert "10 items acknowledged,\n      10 of them lost when the replica took over" in out
     assert "5 of 5 writes reported NOT replicated; the caller" in out
     assert "0 confirmed items lost, 10 re-sent items present" in out
@@ -45,6 +46,9 @@ def test_the_lesson_on_a_throwaway_cluster(env: dict[str, str], run_here: RunHer
     assert "turns acknowledged" in out and ", lost 0; items stored twice: 0" in out
     assert "20 of 20 conversations now live on the new primary" in out
     assert "20 of 20 conversations complete and in order" in out
+    for step in (4, 5, 6):  # what DRILLS.md shows of each drill is what the run printed
+        sample = readme_samples.sample(FOLDER / "DRILLS.md", f"step {step} of the cluster run")
+        assert readme_samples.sample_mismatch(sample, out) is None, readme_samples.sample_mismatch(sample, out)
 
 
 def test_without_redis_server_one_line_and_exit_2(env: dict[str, str], run_here: RunHere) -> None:

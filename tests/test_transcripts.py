@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import make_url
 
-from tests import lessons, transcripts
+from tests import lessons, readme_samples, transcripts
 from tests.first_commands import Outcome, lesson_folders
 from tests.transcripts import ANY_LINES, Recorded
 
@@ -44,6 +44,10 @@ def test_transcript(lesson: str, backend: str | None, first_runs: dict[str, Outc
         roots = (str(tmp_path), str(lessons.REPO_ROOT), str(make_url(url).database))
     assert code == 0, f"exit status {code}\n{output}"
     transcripts.check(lesson, backend, output, roots)
+    readme = lessons.REPO_ROOT / "session_management" / lesson / "README.md"
+    if backend in (None, "sqlite") and any("the default run" in label for label in readme_samples.samples(readme)):
+        sample = readme_samples.sample(readme, "the default run")  # what the README shows of this same run
+        assert readme_samples.sample_mismatch(sample, output) is None, readme_samples.sample_mismatch(sample, output)
 
 
 def test_every_lesson_has_a_transcript() -> None:

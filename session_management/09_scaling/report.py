@@ -9,9 +9,20 @@ from session_management.common.tables import Column
 from session_management.common.tables import print_table as table
 
 from .benchmark import Result
+from .peers import PEERS
+from .redis_stores import REDIS_STORES
+from .stores import STORES
 
 # Results measured under the same conditions: database, concurrency, history, read, pool size, model s, pause s.
 Group = tuple[str, int, int, str, int, float, float]
+
+
+def store_rank(store: str) -> tuple[int, str]:
+    """Rows in one fixed order, the stores' order of registration (stores.py, peers, Redis), never by speed: which
+    store is fastest changes from run to run, and a table that reorders itself would show a ranking the next run
+    may not reproduce. Stores of older runs (``raw_driver`` in results.json) come last."""
+    order = [*STORES, *PEERS, *REDIS_STORES]
+    return (order.index(store), "") if store in order else (len(order), store)
 
 
 def think_label(r: Result) -> str:
@@ -56,7 +67,7 @@ def print_rates(results: list[Result], columns: Columns) -> None:
             *([think_label(r)] if columns.thinks else []), r.turns_per_s,
             f"{r.rounds} ({min(r.turns_per_s_rounds):.0f}-{max(r.turns_per_s_rounds):.0f})", r.p50_ms, r.p99_ms,
             r.max_ms, r.errors, r.lost, r.duplicated + r.misordered)
-           for r in sorted(results, key=lambda r: (*order(r), -r.turns_per_s))])
+           for r in sorted(results, key=lambda r: (*order(r), store_rank(r.store)))])
 
 
 def print_ratios(groups: dict[Group, dict[str, Result]], columns: Columns) -> None:
@@ -66,7 +77,8 @@ def print_ratios(groups: dict[Group, dict[str, Result]], columns: Columns) -> No
         if course is None or len(by_store) < 2:
             continue
         ratios = [f"{course.turns_per_s / other.turns_per_s:.2f}x {name}"
-                  for name, other in by_store.items() if name != "course_session" and other.turns_per_s]
+                  for name, other in sorted(by_store.items(), key=lambda pair: store_rank(pair[0]))
+                  if name != "course_session" and other.turns_per_s]
         print(f"{database} C={concurrency} history={history} {read}{columns.tag(course)}: course_session = "
               + ", ".join(ratios))
 
@@ -102,7 +114,7 @@ def print_costs(results: list[Result], groups: dict[Any, dict[str, Result]], sev
            Column("client CPU µs", 13, ".0f")],
           [(r.database, r.concurrency, r.history, r.read, think_label(r), r.store, r.round_trips_per_turn,
             r.statements_per_turn, r.bytes_per_turn, r.connections_opened, r.client_cpu_us_per_turn)
-           for r in sorted(counted, key=lambda r: (*order(r), r.client_cpu_us_per_turn or 0))])
+           for r in sorted(counted, key=lambda r: (*order(r), store_rank(r.store)))])
     print()
     for key, by_store in sorted(groups.items()):
         course, floor = by_store.get("course_session"), by_store.get("floor")

@@ -16,7 +16,7 @@ from session_management.stores.redis_cluster_session import RedisClusterSession
 
 from .drills import failover_drill, resharding_drill, stalled_primary_drill
 
-PREFIX = "lesson09"
+PREFIX = "lesson10"
 
 
 async def layout(client: RedisCluster) -> None:

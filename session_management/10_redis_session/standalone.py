@@ -13,7 +13,7 @@ from session_management.common import agent_says, note, show_items, step, user_s
 from session_management.servers.redis import RedisServer
 from session_management.servers.redis_connect import RedisTarget
 
-PREFIX = "lesson09"
+PREFIX = "lesson10"
 
 
 async def ask(agent: Agent, text: str, session: RedisSession) -> None:
@@ -49,7 +49,7 @@ async def conversation(agent: Agent, target: RedisTarget) -> None:
 
 
 async def stored_keys(target: RedisTarget) -> None:
-    step("2. What is stored (redis-cli --scan --pattern 'lesson09:ada*')")
+    step("2. What is stored (redis-cli --scan --pattern 'lesson10:ada*')")
     client = target.client
     await show_keys(client, f"{PREFIX}:ada*")
     first = text((await client.lrange(f"{PREFIX}:ada:messages", 0, 0))[0])

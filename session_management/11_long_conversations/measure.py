@@ -2,7 +2,7 @@
 
     uv run python -m session_management.11_long_conversations.measure                   # SQLite, up to 1,000
     uv run python -m session_management.11_long_conversations.measure --database sqlite --database postgres \\
-        --database mysql --sizes 10,100,1000,10000 --json .data/lesson10.json --plot .data/lesson10.png
+        --database mysql --sizes 10,100,1000,10000 --json .data/lesson11.json --plot .data/lesson11.png
 
 For each history length N it stores N items (alternating user and assistant messages of a realistic length) in a
 fresh session, then measures, as medians of several repetitions:
@@ -186,6 +186,6 @@ if __name__ == "__main__":
                         help="sqlite | postgres | mysql | URL; repeat for several (default: sqlite)")
     parser.add_argument("--sizes", default="10,100,1000", help="history lengths, e.g. 10,100,1000,10000")
     parser.add_argument("--repeats", type=int, default=5, help="repetitions per measurement (median)")
-    parser.add_argument("--json", help="write the rows to this JSON file (e.g. .data/lesson10.json)")
-    parser.add_argument("--plot", help="draw the plot into this PNG (e.g. .data/lesson10.png)")
+    parser.add_argument("--json", help="write the rows to this JSON file (e.g. .data/lesson11.json)")
+    parser.add_argument("--plot", help="draw the plot into this PNG (e.g. .data/lesson11.png)")
     run_lesson(main, parser.parse_args())
