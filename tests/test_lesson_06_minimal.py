@@ -180,8 +180,9 @@ async def test_the_full_service_answers_the_readmes_curls_with_the_demo_tokens(
     users, demo = lesson_main.configured_users()
     assert demo
     app = app_module.create_app(f"sqlite+aiosqlite:///{tmp_path / 'serve.db'}", users, OfflineModel())
+    transport = httpx.ASGITransport(app=app)
     async with app.router.lifespan_context(app):
-        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://localhost:8000") as client:
+        async with httpx.AsyncClient(transport=transport, base_url="http://localhost:8000") as client:
             curls = readme_commands()[1][1].curls
             assert curls
             for curl in curls:
