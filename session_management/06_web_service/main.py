@@ -1,5 +1,6 @@
 """Lesson 06: a multi-user chat service on SQLAlchemySession.
 
+    uv run python -m session_management.06_web_service.main --minimal             # minimal_app.py on :8000
     uv run python -m session_management.06_web_service.main                       # the demo (offline, exits)
     uv run python -m session_management.06_web_service.main --serve               # the service on :8000
     uv run python -m session_management.06_web_service.main --serve --database postgres --port 8080
@@ -30,6 +31,7 @@ from session_management.common import (
     run_lesson,
 )
 
+from . import minimal_app
 from .app import create_app
 from .demo import run_demo
 from .server import server_config
@@ -54,12 +56,15 @@ def configured_users() -> tuple[dict[str, str], bool]:
     return users, not raw
 
 
+def is_loopback(host: str) -> bool:
+    with contextlib.suppress(ValueError):
+        return ipaddress.ip_address(host).is_loopback
+    return host == "localhost"
+
+
 def check_exposure(host: str, demo_tokens: bool) -> None:
     """The demo tokens are printed in the README: refuse them on any interface but loopback."""
-    loopback = host == "localhost"
-    with contextlib.suppress(ValueError):
-        loopback = loopback or ipaddress.ip_address(host).is_loopback
-    if demo_tokens and not loopback:
+    if demo_tokens and not is_loopback(host):
         raise CourseError(f"--host {host} would serve the published demo tokens beyond this machine.",
                           "set CHAT_USERS=alice:<long random token>,... (environment or .env), or keep the "
                           "default --host 127.0.0.1")
@@ -104,14 +109,34 @@ def serve(args: argparse.Namespace) -> None:
     uvicorn.Server(config).run()
 
 
+def serve_minimal(args: argparse.Namespace) -> None:
+    """Serve minimal_app.py as `uvicorn minimal_app:app` would, with the lesson's model (offline without a key)."""
+    if not is_loopback(args.host):
+        raise CourseError(f"--host {args.host} would let anyone who reaches it read every conversation: the "
+                          "minimal app has no users.", "keep the default --host 127.0.0.1, or use --serve")
+    url = resolve_database_url(args.database)
+    asyncio.run(preflight(url))  # also creates the SDK's tables on MySQL, which the minimal app cannot
+    os.environ["DATABASE_URL"] = url  # what minimal_app reads
+    choice = choose_model()
+    if choice.model is not None:  # None: the SDK's default model, as in the pasted file
+        minimal_app.agent.model = choice.model
+    print(f"model   : {choice.description}\ndatabase: {redact(url)}")
+    print(f"serving minimal_app.py on http://{args.host}:{args.port} (Ctrl+C to stop)", flush=True)
+    uvicorn.run(minimal_app.app, host=args.host, port=args.port, log_level="warning")
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = lesson_parser("Lesson 06: a multi-user chat service")
-    parser.add_argument("--serve", action="store_true", help="run the service instead of the demo")
+    mode = parser.add_mutually_exclusive_group()
+    mode.add_argument("--minimal", action="store_true", help="serve minimal_app.py, the lesson's first step")
+    mode.add_argument("--serve", action="store_true", help="run the service instead of the demo")
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
-    parser.add_argument("--port", type=port_number, default=8000, help="port for --serve (default 8000)")
+    parser.add_argument("--port", type=port_number, default=8000, help="port to serve on (default 8000)")
     return parser
 
 
 if __name__ == "__main__":
     arguments = build_parser().parse_args()
-    run_lesson(serve if arguments.serve else main, arguments)
+    modes = {"minimal": serve_minimal, "serve": serve}
+    mode = next((modes[name] for name in modes if getattr(arguments, name)), main)
+    run_lesson(mode, arguments)

@@ -72,6 +72,8 @@ def serialize(item: TResponseInputItem) -> str:
 
 
 class TurnSession(SQLAlchemySession):
+    """Writes nothing until `save()`: call it after every run that uses this session, or the turn is lost."""
+
     def __init__(self, session_id: str, db: Database) -> None:
         super().__init__(session_id, engine=db.engine)
         self._db = db
