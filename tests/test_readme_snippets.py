@@ -210,7 +210,8 @@ def test_the_name_check_can_fail(tmp_path: Path) -> None:
     readme = tmp_path / "README.md"
     for code in ("import session_management\n", "x = 1\nsubprocess.run(['python', '-m', 'session_management'])\n"):
         assert names_the_course(Snippet(readme, 1, "run", code)) != []
-    assert names_the_course(Snippet(readme, 1, "compile", "import session_management\n")) == [f"{readme}:2"]  # the line in the README
+    found = names_the_course(Snippet(readme, 1, "compile", "import session_management\n"))
+    assert found == [f"{readme}:2"]  # the README line: the fence is line 1
     assert names_the_course(Snippet(readme, 1, "excerpt", "# from session_management/x.py\n")) == []
     assert names_the_course(Snippet(readme, 1, "run", "import agents\n")) == []
 
