@@ -1,48 +1,62 @@
 """Extract and run the Python code blocks of the course's READMEs, so the docs cannot rot.
 
-The convention (documented for contributors in the top-level README):
+The convention (documented for contributors in CONTRIBUTING.md):
 
-* Every fenced ```` ```python ```` block in ``README.md`` and every ``README.md`` under ``session_management/``
-  is a test.
-* By default a block is **run**, as a standalone script, in a temporary working directory (which sees the
-  course's `session_management/` folder, as a reader at the repository root would), with the offline
-  model standing in for the SDK's default model (an ``Agent`` created without ``model=`` answers offline) and
-  ``DATABASE_URL`` set to an empty SQLite file. Top-level ``await`` is allowed, as in a notebook or
-  ``python -m asyncio``; so is ``asyncio.run(main())``.
+* Every fenced ```` ```python ```` block in ``README.md`` and in every page of every lesson is a test.
+* **Paste-able by construction.** A runnable block (every mode but ``excerpt``) is what a reader pastes into an
+  empty project: it runs in a temporary folder outside the repository, and the course is not importable from it
+  (:func:`paste_builtins`: ``import session_management``, or any module of the repository, raises
+  ``ModuleNotFoundError`` inside the block), and no runnable block may even name ``session_management``. What
+  the test harness adds is what a reader's API key would give: the offline model stands in for the SDK's
+  default model (an ``Agent`` created without ``model=`` answers offline), a loopback stand-in of OpenAI's
+  Conversations API stands in for the SDK's default OpenAI client, and ``DATABASE_URL`` is an empty SQLite
+  file. Top-level ``await`` is allowed, as in a notebook or ``python -m asyncio``; so is
+  ``asyncio.run(main())``.
 * An HTML comment on the line right before the fence changes that:
   - ``<!-- snippet: backends -->``: run once per backend (SQLite, PostgreSQL, MySQL), with ``DATABASE_URL``
     set to that backend's empty test database. The block reads ``os.environ["DATABASE_URL"]``.
-  - ``<!-- snippet: continue -->``: run in the namespace the previous block of the same README left behind
-    (a README that builds one example up in steps).
+  - ``<!-- snippet: continue -->``: run after the block before it in the README (in the same test, the same
+    folder and the namespace that block left behind), for a README that builds one example up in steps. A chain
+    (a block and the ``continue`` blocks after it) runs on the backends its first block names.
   - ``<!-- snippet: compile -->``: only compiled, and its imports executed, because it needs something a test
     cannot have (a real API key, a server at a placeholder address, a web framework's runtime). Use sparingly.
   - ``<!-- snippet: excerpt -->``: lines shown from a file of the course, named by the block's first line
     (``# from session_management/06_web_service/routes.py``); the test checks that the rest of the block stands
     in that file, word for word, so the excerpt cannot drift from the code it shows. Not run, not linted.
+  - ``with FILE ...`` after the mode (``<!-- snippet: backends with ../common/schema.py -->``): files, relative
+    to the README, that the block imports as a reader who copied them beside their code would
+    (``from schema import ...``). They are copied into the block's folder, and the same paste rule holds for
+    them: they may import only published packages.
 * **What a block prints is checked** (pydantic-ai style): every ``#>`` comment line in a block is a line of
   expected output; the lines the block prints must equal all its ``#>`` lines, in order. ``...`` inside a
   ``#>`` line matches any text (like doctest's ELLIPSIS), for ids, times and per-backend differences; a line
   that is only ``...`` matches any run of lines, none included. A block that prints nothing has no ``#>``
   lines. (A ``compile`` block is not run, so it has none either.) The lessons' transcripts
   (``session_management/NN_*/transcript.txt``, tests/transcripts.py) are checked by the same matcher.
-* Every block is linted with the repository's ruff settings (:func:`lint_blocks`).
+* Every block is linted with the repository's ruff settings (:func:`lint_sources`).
+* Word budget: :func:`prose_words` counts a page's prose (code blocks and HTML comments removed).
 """
 
 from __future__ import annotations
 
 import ast
 import asyncio
+import builtins
 import functools
+import importlib.util
 import re
+import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 _FENCE = re.compile(r"^(?P<indent>[ ]*)```(?P<lang>[\w+-]*)\s*$")
-_MARKER = re.compile(r"<!--\s*snippet:\s*(?P<mode>[\w-]+)\s*-->")
+_MARKER = re.compile(r"<!--\s*snippet:\s*(?P<mode>[\w-]+)(?:\s+with\s+(?P<files>[^>]*?))?\s*-->")
 MODES = ("run", "backends", "continue", "compile", "excerpt")
+COURSE_PACKAGE = "session_management"
 
 
 @dataclass(frozen=True)
@@ -51,6 +65,12 @@ class Snippet:
     line: int  # 1-based line of the opening fence
     mode: str
     code: str
+    files: tuple[Path, ...] = ()  # `with FILE ...`: copied beside the block, as a reader would copy them
+
+    @property
+    def runnable(self) -> bool:
+        """Everything but an excerpt is code a reader pastes: it must work outside the repository."""
+        return self.mode != "excerpt"
 
     @property
     def id(self) -> str:
@@ -88,8 +108,105 @@ def extract(readme: Path) -> list[Snippet]:
         mode = marker.group("mode") if marker else "run"
         if mode not in MODES:
             raise ValueError(f"{readme}:{start}: unknown snippet mode {mode!r}; use one of {MODES}")
-        snippets.append(Snippet(readme, start + 1, mode, "\n".join(body) + "\n"))
+        files = tuple((readme.parent / name).resolve() for name in (marker and marker.group("files") or "").split())
+        for file in files:
+            if not file.is_file() or file.suffix != ".py":
+                raise ValueError(f"{readme}:{start}: 'with {file}': not a Python file beside the README")
+        snippets.append(Snippet(readme, start + 1, mode, "\n".join(body) + "\n", files))
     return snippets
+
+
+def chains(snippets: list[Snippet]) -> list[list[Snippet]]:
+    """Runnable examples: a ``run`` or ``backends`` block and the ``continue`` blocks right after it (in README
+    order), which run together, in one test; ``compile`` and ``excerpt`` blocks are chains of their own."""
+    found: list[list[Snippet]] = []
+    for snippet in snippets:
+        if snippet.mode == "continue":
+            head = found[-1][0] if found and found[-1][0].readme == snippet.readme else None
+            if head is None or head.mode not in ("run", "backends"):
+                raise ValueError(f"{snippet.id}: 'continue' must follow a run or backends block of its README")
+            found[-1].append(snippet)
+        else:
+            found.append([snippet])
+    return found
+
+
+# -- the paste rule: the course is not importable from a block ---------------------------------------------------
+def _inside_the_repository(location: str | None) -> bool:
+    """True for a file of the repository; the project's virtual environment (published packages) is not."""
+    if not location:
+        return False
+    path = Path(location).resolve()
+    return path.is_relative_to(REPO_ROOT) and not path.is_relative_to(Path(sys.prefix).resolve())
+
+
+def from_the_repository(name: str) -> bool:
+    """Whether importing *name* would load the course (or any file of the repository) rather than a package
+    a reader can install."""
+    top = name.partition(".")[0]
+    if top == COURSE_PACKAGE:
+        return True
+    module = sys.modules.get(top)
+    if module is not None:
+        locations = [getattr(module, "__file__", None), *getattr(module, "__path__", [])]
+    else:
+        try:
+            spec = importlib.util.find_spec(top)
+        except (ImportError, ValueError):
+            return False  # the import itself will say what is wrong
+        locations = [spec.origin, *(spec.submodule_search_locations or [])] if spec else []
+    return any(_inside_the_repository(location) for location in locations)
+
+
+def paste_builtins() -> dict[str, Any]:
+    """Builtins for a block's namespace whose ``import`` refuses the repository's modules, as an empty project
+    would: ``ModuleNotFoundError``. Functions the block defines keep them, since they share its globals."""
+    real_import: Callable[..., Any] = builtins.__import__
+
+    def guarded_import(name: str, globals: Any = None, locals: Any = None, fromlist: Any = (), level: int = 0) -> Any:
+        if level == 0 and from_the_repository(name):
+            raise ModuleNotFoundError(
+                f"No module named {name!r}: a README block runs in an empty project, where the course is not "
+                "installed. Import published packages only; show the course's code as an excerpt block, or "
+                "link a one-file helper with '<!-- snippet: MODE with FILE -->' (CONTRIBUTING.md)",
+                name=name,
+            )
+        return real_import(name, globals, locals, fromlist, level)
+
+    return {**vars(builtins), "__import__": guarded_import}
+
+
+def names_the_course(snippet: Snippet) -> list[str]:
+    """Where a runnable block, or a file it is run with, names the course's package (empty when paste-able)."""
+    if not snippet.runnable:
+        return []
+    where = snippet.id.rpartition(":")[0]
+    found = [f"{where}:{snippet.line + number}" for number, line in enumerate(snippet.code.splitlines(), 1)
+             if COURSE_PACKAGE in line]
+    for file in snippet.files:
+        text = file.read_text(encoding="utf-8")
+        found += [f"{file.relative_to(REPO_ROOT)}:{number}" for number, line in enumerate(text.splitlines(), 1)
+                  if COURSE_PACKAGE in line]
+    return found
+
+
+# -- the word budget (issue 22) ----------------------------------------------------------------------------------
+_COMMENT = re.compile(r"<!--.*?-->", re.DOTALL)
+
+
+def prose_words(markdown: str) -> int:
+    """Words of a page's prose: fenced code blocks and HTML comments removed, whitespace-separated words counted."""
+    kept: list[str] = []
+    in_code = False
+    for line in markdown.splitlines():
+        fence = _FENCE.match(line)
+        if in_code:
+            in_code = line.strip() != "```"
+        elif fence:
+            in_code = True
+        else:
+            kept.append(line)
+    return len(_COMMENT.sub(" ", "\n".join(kept)).split())
 
 
 _EXPECTED = re.compile(r"^\s*#>(?: (?P<text>.*)|$)")

@@ -9,7 +9,8 @@ import sys
 import textwrap
 from pathlib import Path
 
-from tests.snippets import REPO_ROOT, extract
+from tests.lessons import RunHere
+from tests.snippets import REPO_ROOT, _line_pattern, extract
 
 LESSON = REPO_ROOT / "session_management" / "05_your_own_session"
 
@@ -18,6 +19,34 @@ def test_the_store_in_the_readme_is_the_lessons_file() -> None:
     first = extract(LESSON / "README.md")[0]
     assert first.code == (LESSON / "chat_store.py").read_text(encoding="utf-8")
     assert 40 <= len(first.code.splitlines()) <= 75  # a file a reader copies, not a package
+
+
+def test_the_readme_shows_what_step_4_prints(run_here: RunHere) -> None:
+    done = run_here("05_your_own_session")
+    assert done.returncode == 0, done.stderr  # the whole output is the transcript's (tests/test_transcripts.py)
+    sections = {s.split(".")[0]: s for s in done.stdout.split("\n--- ")[1:]}
+    # What the README shows for step 4 is what step 4 prints: the one broken rule it explains, nothing else.
+    readme = (LESSON / "README.md").read_text(encoding="utf-8")
+    shown = readme.split("## A bug it catches")[1].split("```text\n")[1].split("```")[0].splitlines()
+    printed = sections["4"].splitlines()
+    for line in filter(None, shown):
+        assert any(_line_pattern(line).fullmatch(out.rstrip()) for out in printed), f"step 4 does not print {line!r}"
+    assert sum(line.startswith("BROKEN") for line in printed) == sum(line.startswith("BROKEN") for line in shown) == 1
+
+
+def test_the_usage_block_pasted_without_a_key_ends(tmp_path: Path) -> None:
+    """A stranger pasted the usage block and ran it with no API key: the run failed, and the process never exited
+    (the open aiosqlite connection's thread kept it alive). Pasted as the README says now, chat_store.py and
+    main.py in an empty folder, it ends at once with the SDK's error."""
+    store, usage = extract(LESSON / "README.md")[:2]
+    assert [file.name for file in usage.files] == ["chat_store.py"]
+    (tmp_path / "chat_store.py").write_text(store.code, encoding="utf-8")
+    (tmp_path / "main.py").write_text(usage.code, encoding="utf-8")
+    env = {name: value for name, value in os.environ.items()
+           if name not in ("PYTHONPATH", "VIRTUAL_ENV", "OPENAI_API_KEY", "OPENAI_BASE_URL")}
+    done = subprocess.run([sys.executable, "main.py"], cwd=tmp_path, env=env, capture_output=True, text=True,
+                          timeout=60)
+    assert done.returncode == 1 and "OPENAI_API_KEY" in done.stderr, done.stderr
 
 
 READER_STORE = '''

@@ -8,7 +8,9 @@ interrupted for approval, resumed from its serialised state in another process.
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import statistics
 import subprocess
 import sys
 from pathlib import Path
@@ -22,6 +24,7 @@ from openai import AsyncOpenAI
 
 from session_management.common import OfflineModel
 from tests.conversations_standin import conversations_api
+from tests.snippets import REPO_ROOT, extract
 
 PAGE = Path(__file__).resolve().parents[1] / "session_management" / "01_sqlite_session" / "SDK_FEATURES.md"
 
@@ -107,3 +110,30 @@ def delete_account(user: str) -> str:
 
 def kinds(items: list[Any]) -> list[str]:
     return [item.get("role") or item["type"] for item in items]
+
+
+def test_every_block_of_the_page_runs() -> None:
+    """The page says every block runs: none of its blocks is compile-only (or an excerpt, which is not run)."""
+    text = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert "Every block runs as shown" in text
+    assert [snippet.mode for snippet in extract(PAGE) if snippet.mode not in ("run", "backends", "continue")] == []
+
+
+def test_the_round_trips_a_turn_costs_are_lesson_09s_counts() -> None:
+    """The root README and this page state what a turn costs on a database server; lesson 09 counted it on the
+    wire (counted.json): the SDK's SQLAlchemySession, and a store written against the driver (its floor, which
+    the course's CourseSession matches)."""
+    counted = json.loads((REPO_ROOT / "session_management" / "09_scaling" / "counted.json").read_text())["results"]
+
+    def typical(store: str) -> int:
+        values = [row["round_trips_per_turn"] for row in counted
+                  if row["store"] == store and row["round_trips_per_turn"] is not None]
+        assert values, f"counted.json has no counted turn of {store}"
+        return round(statistics.median(values))
+
+    sdk, lean = typical("sdk_sqlalchemy"), typical("floor")
+    assert typical("course_session") == lean
+    root = " ".join((REPO_ROOT / "README.md").read_text(encoding="utf-8").split())
+    page = " ".join(PAGE.read_text(encoding="utf-8").split())
+    assert f"`SQLAlchemySession` costs about {sdk} round trips" in root and f"the driver needs {lean} " in root
+    assert f"about {sdk} round trips" in page and f"`SQLAlchemySession`, {lean} with a store" in page
