@@ -22,21 +22,32 @@ def test_lesson_02_on_every_backend(run_here: RunHere, database_url: str, backen
     assert done.returncode == 0, done.stderr
     assert "Traceback" not in done.stderr and "Event loop is closed" not in done.stderr
     out = done.stdout
-    from_url, tables, conversation, restart, many, errors = out.split("\n--- ")[1:7]
-    assert "agent: Your name is Ada." in from_url
+    # One section per README step, in the README's order (main() is its table of contents).
+    from_url, engine, tables, api, errors, cleanup = out.split("\n--- ")[1:7]
+    assert from_url.startswith("1. The smallest program") and "agent: Your name is Ada." in from_url
+    assert engine.startswith("2. One engine per process") and "50 of 50 users got their own name back." in engine
+    assert "Checked out connections: 0" in engine
+    assert tables.startswith("3. Tables")
     if backend == "mysql":
         assert "create_tables=True failed as expected" in tables and "VARCHAR requires a length" in tables
     else:
         assert "create_tables=True works on this database" in tables
-    assert ("agent: Here is what I know: your name is Ada; your favorite language is Python; you live in London."
-            in conversation)
-    assert "6. assistant: Here is what I know" in conversation  # six stored items, oldest first
-    assert "agent: You live in London." in restart
-    assert "50 of 50 users got their own name back." in many
-    assert "Checked out connections: 0" in many
+    assert "Session 'lesson02-alice' reads 0 items of 'lesson02-Alice'" in tables  # the binary collation, on MySQL
+    assert api.startswith("4. The session API")
+    assert "agent: Here is what I know: your name is Ada; your favorite language is Python; you live in London." in api
+    assert "6. assistant: Here is what I know" in api  # six stored items, oldest first
+    latest = api[api.index("get_items(limit=2)"):].split("\n")[1:4]  # the two newest items, oldest first, no third
+    assert latest[0] == "    1. user: What do you know about me?", latest
+    assert latest[1].startswith("    2. assistant: Here is what I know") and not latest[2].startswith("    3."), latest
+    assert "agent: You live in London." in api
+    assert "pop_item() removed the newest item: assistant: You live in London." in api and "Items now: 7." in api
+    assert "clear_session(): get_items() -> [], pop_item() -> None" in api
+    assert errors.startswith("5. Errors")
     assert "A non-JSON item is refused before anything is written: TypeError" in errors
-    assert "History unchanged: 8 items." in errors
-    assert "Database errors arrive as SQLAlchemyError subclasses" in errors
+    assert "History unchanged: 1 item." in errors
+    assert "Missing tables arrive as SQLAlchemyError subclasses" in errors
+    before = int(cleanup.split("Open connections in the pool before: ")[1].split()[0])
+    assert before > 0 and "Open connections in the pool after:  0" in cleanup
 
 
 def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None:  # type: ignore[no-untyped-def]
