@@ -25,7 +25,7 @@ def test_lesson_02_rerun_is_deterministic(run_here: RunHere, tmp_path) -> None:
     assert runs[0].stdout == runs[1].stdout
 
 
-# -- The README's "Sync code on threads" and note 2: what Runner.run_sync does with event loops -------------------
+# -- PITFALLS.md, "Threads and Runner.run_sync": what Runner.run_sync does with event loops -----------------------
 def run_sync_on_request_threads(url: str) -> list[str]:
     """One process-wide engine and Runner.run_sync on two request threads, one after another: what the README
     says not to do. Returns what each request got: its answer, or the error it raised."""
@@ -63,7 +63,7 @@ def test_one_engine_under_run_sync_on_several_threads(database_url: str, backend
 
 
 def test_run_sync_closes_async_generators_suspended_on_its_loop() -> None:
-    """Note 2: after each call, run_sync runs loop.shutdown_asyncgens() on the thread's loop."""
+    """PITFALLS.md: after each call, run_sync runs loop.shutdown_asyncgens() on the thread's loop."""
     events: list[str] = []
 
     @asynccontextmanager
