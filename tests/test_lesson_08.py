@@ -60,8 +60,8 @@ def test_demo_on_every_backend(run_here: RunHere, database_url: str) -> None:
     assert "The copy's export is identical to the original's: True" in out
     assert "would delete 2 sessions (6 items)" in out and "nothing deleted" in out
     assert "deleted 2 sessions (6 items)" in out
-    final_list = out.split("purge --older-than 30d --prefix demo07-\n")[1].split("--- 5.")[0]
-    assert "demo07-old-40d" not in final_list.split("list --prefix demo07-")[1]
+    final_list = out.split("purge --older-than 30d --prefix demo08-\n")[1].split("--- 5.")[0]
+    assert "demo08-old-40d" not in final_list.split("list --prefix demo08-")[1]
     assert "Traceback" not in done.stderr
 
 

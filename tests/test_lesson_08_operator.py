@@ -222,7 +222,7 @@ def test_purge_forgets_the_conversation_rows_and_titles_too(database_url: str,
     assert json.loads(out)["conversation_rows"] == 2 and asyncio.run(conversation_ids(database_url)) == {
         "old", "fresh", "left-behind"}
     code, out, _ = run(capsys, "purge", "--older-than", "30d", "--database", database_url)
-    assert code == 0 and "deleted 1 sessions (0 items) and 2 conversation rows" in out
+    assert code == 0 and "deleted 1 session (0 items) and 2 conversation rows" in out
     assert asyncio.run(conversation_ids(database_url)) == {"fresh"}
     stats = json.loads(run(capsys, "stats", "--json", "--database", database_url)[1])
     assert stats["conversation_rows"] == 1 and stats["sessions"] == 1
