@@ -121,7 +121,8 @@ def alembic_command_line(capsys: pytest.CaptureFixture[str], *argv: str) -> tupl
 
 
 def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
-        database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Defect: `downgrade -1` dropped lesson 06's conversations table, every user's list and titles, silently."""
     alembic(database_url, "upgrade", "head")
 
@@ -148,6 +149,9 @@ def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
                                      "0001")
     assert code == 0, out
     assert "conversations" not in asyncio.run(schema(database_url))
+    # what the downgrade dropped was said before the DROP, on Alembic's log
+    said = [r.getMessage() for r in caplog.records if r.name == "alembic.runtime.migration"]
+    assert "downgrading revision 0002 drops conversations (1 rows) (-x drop_data=yes)" in said, said
 
 
 def test_check_finds_no_drift_and_detects_real_drift(database_url: str, backend: str) -> None:
