@@ -100,7 +100,7 @@ def test_down_and_up_keep_the_sdk_data(database_url: str) -> None:
     assert "conversation_turn_keys" not in asyncio.run(schema(database_url))
     alembic(database_url, "upgrade", "head")
     assert asyncio.run(round_trip(database_url, "kept", None)) == items
-    with pytest.raises(CommandError, match=r"would drop agent_sessions \(1 rows\), agent_messages \(1 rows\)"):
+    with pytest.raises(CommandError, match=r"would drop agent_sessions \(1 row\), agent_messages \(1 row\)"):
         alembic(database_url, "downgrade", "base")
     assert asyncio.run(round_trip(database_url, "kept", None)) == items  # refused: the conversation is still there
     alembic(database_url, "downgrade", "base", drop_data=True)
@@ -140,7 +140,7 @@ def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
     monkeypatch.setattr(logging.config, "fileConfig", lambda *args, **kwargs: None)
     code, out = alembic_command_line(capsys, "-x", f"database={database_url}", "downgrade", "0001")
     assert code != 0 and "Traceback" not in out
-    assert "would drop conversations (1 rows)" in out and "-x drop_data=yes" in out, out
+    assert "would drop conversations (1 row)" in out and "-x drop_data=yes" in out, out
     assert "conversations" in asyncio.run(schema(database_url))
     # 0003's downgrade ran before 0002 refused: rolled back with it where DDL is transactional (SQLite,
     # PostgreSQL), committed where it is not (MySQL/MariaDB)
@@ -151,7 +151,7 @@ def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
     assert "conversations" not in asyncio.run(schema(database_url))
     # what the downgrade dropped was said before the DROP, on Alembic's log
     said = [r.getMessage() for r in caplog.records if r.name == "alembic.runtime.migration"]
-    assert "downgrading revision 0002 drops conversations (1 rows) (-x drop_data=yes)" in said, said
+    assert "downgrading revision 0002 drops conversations (1 row) (-x drop_data=yes)" in said, said
 
 
 def test_check_finds_no_drift_and_detects_real_drift(database_url: str, backend: str) -> None:

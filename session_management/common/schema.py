@@ -144,14 +144,14 @@ def refuse_dropping_rows(connection: Connection, tables: list[str], revision: st
     allowed = flag.lower() in ("yes", "1", "true") or context.config.attributes.get(DROP_DATA_FLAG) is True
     if not losing or allowed:
         # Said before the DROP runs, on Alembic's log (stderr from the command line), so the operator sees what went.
-        dropped = ", ".join(f"{table} ({rows:,} rows)" if rows else f"{table} (empty)"
+        dropped = ", ".join(f"{table} ({rows:,} row{'' if rows == 1 else 's'})" if rows else f"{table} (empty)"
                             for table, rows in counts.items())
         if dropped:
             asked = f" (-x {DROP_DATA_FLAG}=yes)" if losing else ""
             logging.getLogger("alembic.runtime.migration").warning(
                 "downgrading revision %s drops %s%s", revision, dropped, asked)
         return
-    what = ", ".join(f"{table} ({rows:,} rows)" for table, rows in losing.items())
+    what = ", ".join(f"{table} ({rows:,} row{'' if rows == 1 else 's'})" for table, rows in losing.items())
     raise CommandError(
         f"downgrading revision {revision} would drop {what}; stopped before dropping anything in it. Back the "
         f"rows up first; then, to drop them, run the downgrade again with -x {DROP_DATA_FLAG}=yes "
