@@ -42,10 +42,14 @@ def run_command(argv: list[str], run_here: RunHere, env: dict[str, str],
     if argv[:2] == ["python", "-m"]:
         done = run_here(argv[2], *argv[3:], env=env)
         return done.returncode, done.stdout + done.stderr
-    assert argv[0] == "alembic", argv
+    return alembic_in_process(argv[1:], capsys)
+
+
+def alembic_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> tuple[int, str]:
+    """``alembic ARGS`` as typed, in this process: exit status and what it printed."""
     capsys.readouterr()
     command_line = CommandLine(prog="alembic")
-    options = command_line.parser.parse_args(argv[1:])
+    options = command_line.parser.parse_args(args)
     output = io.StringIO()  # Config's default stdout is the sys.stdout of import time, which capsys does not see
     try:
         toml, ini = command_line._inis_from_config(options)  # as CommandLine.main, with our stdout

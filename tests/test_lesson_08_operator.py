@@ -88,7 +88,7 @@ def test_no_stored_value_gives_a_traceback_or_reaches_the_terminal_raw(
                          database_url)
     assert "is not one JSON object on one line" in err and not (tmp_path / "out.jsonl").exists()
     code, out, err = run(capsys, "purge", "--older-than", "30d", "--database", database_url)
-    assert code == 0 and "\\x1b[2J" in out and "deleted 1 sessions" in out
+    assert code == 0 and "\\x1b[2J" in out and "deleted 1 session " in out
 
 
 def test_a_c_utf8_terminal_gets_no_raw_c1_byte(database_url: str, monkeypatch: pytest.MonkeyPatch,
