@@ -62,6 +62,21 @@ def alembic_in_process(args: list[str], capsys: pytest.CaptureFixture[str]) -> t
     return code, output.getvalue() + captured.out + captured.err
 
 
+def check_transcript(stdout: str) -> None:
+    """What lesson 07's own run must show, section by section."""
+    sections = {s.split(".")[0]: s for s in stdout.split("\n--- ")[1:]}
+    assert "tables before: []" in sections["1"] and "alembic current -> 0003 (head)" in sections["1"]
+    assert "agent: Your name is Ada." in sections["2"] and "4 items stored" in sections["2"]
+    assert "alembic downgrade -1 -> current 0002" in sections["3"]
+    assert "the conversation still has 4 items" in sections["3"] and "agent: You live in London." in sections["3"]
+    assert "alembic check -> No new upgrade operations detected." in sections["4"]
+    assert "alembic check fails: new upgrade operations detected: add_index idx_conversations_owner_updated" \
+        in sections["4"]
+    assert "current -> (none)" in sections["5"] and "upgrade head -> current 0003 (head): 0001 adopted" in sections["5"]
+    assert "old data kept: [{'role': 'user', 'content': 'old data'}]" in sections["5"]
+    assert "alembic check -> No new upgrade operations detected." in sections["5"]
+
+
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
 def test_the_readme_commands_succeed_after_lessons_02_to_06(
         database_url: str, run_here: RunHere, lesson_env: dict[str, str], capsys: pytest.CaptureFixture[str],
@@ -78,5 +93,5 @@ def test_the_readme_commands_succeed_after_lessons_02_to_06(
         code, out = run_command(argv, run_here, env, capsys)  # run_here left env in os.environ for Alembic too
         assert code == 0, f"{shlex.join(argv)} exited {code}:\n{out}"
         printed.append(out)
-    assert "alembic current -> 0003 (head)" in printed[0]  # the lesson itself ran on its scratch databases
+    check_transcript(printed[0])  # the lesson itself, on its scratch databases beside the reader's
     assert printed[-1].strip().endswith("No new upgrade operations detected.")
