@@ -99,7 +99,7 @@ def test_down_and_up_keep_the_sdk_data(database_url: str) -> None:
     assert "conversation_turn_keys" not in asyncio.run(schema(database_url))
     alembic(database_url, "upgrade", "head")
     assert asyncio.run(round_trip(database_url, "kept", None)) == items
-    with pytest.raises(CommandError, match=r"would drop agent_sessions \(1 rows\), agent_messages \(1 rows\)"):
+    with pytest.raises(CommandError, match=r"would drop agent_sessions \(1 row\), agent_messages \(1 row\)"):
         alembic(database_url, "downgrade", "base")
     assert asyncio.run(round_trip(database_url, "kept", None)) == items  # refused: the conversation is still there
     alembic(database_url, "downgrade", "base", drop_data=True)
@@ -120,7 +120,8 @@ def alembic_command_line(capsys: pytest.CaptureFixture[str], *argv: str) -> tupl
 
 
 def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
-        database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch) -> None:
+        database_url: str, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
     """Defect: `downgrade -1` dropped lesson 06's conversations table, every user's list and titles, silently."""
     alembic(database_url, "upgrade", "head")
 
@@ -138,7 +139,7 @@ def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
     monkeypatch.setattr(logging.config, "fileConfig", lambda *args, **kwargs: None)
     code, out = alembic_command_line(capsys, "-x", f"database={database_url}", "downgrade", "0001")
     assert code != 0 and "Traceback" not in out
-    assert "would drop conversations (1 rows)" in out and "-x drop_data=yes" in out, out
+    assert "would drop conversations (1 row)" in out and "-x drop_data=yes" in out, out
     assert "conversations" in asyncio.run(schema(database_url))
     # 0003's downgrade ran before 0002 refused: rolled back with it where DDL is transactional (SQLite,
     # PostgreSQL), committed where it is not (MySQL/MariaDB)
@@ -147,6 +148,9 @@ def test_a_downgrade_that_would_drop_conversations_refuses_without_the_flag(
                                      "0001")
     assert code == 0, out
     assert "conversations" not in asyncio.run(schema(database_url))
+    # what the downgrade dropped was said before the DROP, on Alembic's log
+    said = [r.getMessage() for r in caplog.records if r.name == "alembic.runtime.migration"]
+    assert "downgrading revision 0002 drops conversations (1 row) (-x drop_data=yes)" in said, said
 
 
 def test_check_finds_no_drift_and_detects_real_drift(database_url: str, backend: str) -> None:

@@ -66,7 +66,7 @@ def test_the_demo_leaves_the_sessions_it_kept(first_runs: dict[str, Outcome]) ->
                                        "agent_messages m ON m.session_id = s.session_id GROUP BY s.session_id"))
         orphans = stored.execute("SELECT COUNT(*) FROM agent_messages WHERE session_id NOT IN "
                                  "(SELECT session_id FROM agent_sessions)").fetchone()
-    assert sessions == {"demo07-ada": 8, "demo07-ada-copy": 8, "demo07-alan": 4, "demo07-grace": 4}
+    assert sessions == {"demo08-ada": 8, "demo08-ada-copy": 8, "demo08-alan": 4, "demo08-grace": 4}
     assert orphans == (0,)
 
 

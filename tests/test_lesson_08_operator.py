@@ -91,7 +91,7 @@ def test_no_stored_value_gives_a_traceback_or_reaches_the_terminal_raw(
                          database_url)
     assert "is not one JSON object on one line" in err and not (tmp_path / "out.jsonl").exists()
     code, out, err = run(capsys, "purge", "--older-than", "30d", "--database", database_url)
-    assert code == 0 and "\\x1b[2J" in out and "deleted 1 sessions" in out
+    assert code == 0 and "\\x1b[2J" in out and "deleted 1 session " in out
 
 
 def test_a_c_utf8_terminal_gets_no_raw_c1_byte(database_url: str, monkeypatch: pytest.MonkeyPatch,
@@ -225,7 +225,7 @@ def test_purge_forgets_the_conversation_rows_and_titles_too(database_url: str,
     assert json.loads(out)["conversation_rows"] == 2 and asyncio.run(conversation_ids(database_url)) == {
         "old", "fresh", "left-behind"}
     code, out, _ = run(capsys, "purge", "--older-than", "30d", "--database", database_url)
-    assert code == 0 and "deleted 1 sessions (0 items) and 2 conversation rows" in out
+    assert code == 0 and "deleted 1 session (0 items) and 2 conversation rows" in out
     assert asyncio.run(conversation_ids(database_url)) == {"fresh"}
     stats = json.loads(run(capsys, "stats", "--json", "--database", database_url)[1])
     assert stats["conversation_rows"] == 1 and stats["sessions"] == 1

@@ -3,8 +3,8 @@
     uv run python -m session_management.07_schema_migrations.main [--database sqlite|postgres|mysql|URL]
 
 The lesson works in scratch databases of its own, re-created on every run, next to the database you name:
-SQLite files `<name>_lesson06.db` and `<name>_lesson06_adopt.db` in the same folder, or on a server the databases
-`<database>_lesson06` and `<database>_lesson06_adopt`.
+SQLite files `<name>_lesson07.db` and `<name>_lesson07_adopt.db` in the same folder, or on a server the databases
+`<database>_lesson07` and `<database>_lesson07_adopt`.
 """
 
 from __future__ import annotations
@@ -68,13 +68,13 @@ async def scratch_database(url: str, suffix: str) -> str:
     if parsed.get_backend_name() == "sqlite":
         named = Path(parsed.database or "")
         if parsed.database in (None, "", ":memory:"):
-            folder, stem = Path(tempfile.mkdtemp(prefix="lesson06-")), "memory"
+            folder, stem = Path(tempfile.mkdtemp(prefix="lesson07-")), "memory"
         else:
             folder, stem = writable_folder(named.parent, "lesson 07's scratch databases"), named.stem
-        path = folder / f"{stem}_lesson06{suffix}.db"
+        path = folder / f"{stem}_lesson07{suffix}.db"
         path.unlink(missing_ok=True)
         return parsed.set(database=str(path)).render_as_string(hide_password=False)
-    name = f"{parsed.database}_lesson06{suffix}"
+    name = f"{parsed.database}_lesson07{suffix}"
     quote = '"' if parsed.get_backend_name() == "postgresql" else "`"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
@@ -135,7 +135,7 @@ async def the_sdk_uses_the_migrated_tables(agent: Agent, url: str) -> None:
     step("2. The SDK uses the migrated tables as they are: create_tables=False")
     engine = create_engine(url)
     try:
-        session = SQLAlchemySession("lesson06-ada", engine=engine, create_tables=False)
+        session = SQLAlchemySession("lesson07-ada", engine=engine, create_tables=False)
         for message in ("My name is Ada and I live in London.", "What is my name?"):
             user_says(message)
             agent_says((await Runner.run(agent, message, session=session)).final_output)
@@ -152,7 +152,7 @@ async def down_and_up_again(agent: Agent, url: str) -> None:
     note(f"alembic upgrade head -> current {await alembic(url, 'current')}")
     engine = create_engine(url)
     try:
-        session = SQLAlchemySession("lesson06-ada", engine=engine)
+        session = SQLAlchemySession("lesson07-ada", engine=engine)
         note(f"the conversation still has {len(await session.get_items())} items:")
         user_says("Where do I live?")
         agent_says((await Runner.run(agent, "Where do I live?", session=session)).final_output)

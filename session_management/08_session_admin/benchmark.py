@@ -4,7 +4,7 @@
     uv run python -m session_management.08_session_admin.benchmark [--database postgres|URL] [--sessions 10000]
         [--items 20]
 
-It works in three scratch databases beside the one you name (``<database>_lesson07_bench_*``, re-created on
+It works in three scratch databases beside the one you name (``<database>_lesson08_bench_*``, re-created on
 every run) and needs ``pg_dump`` and ``psql`` on the PATH (Debian: ``apt-get install postgresql-client``).
 """
 
@@ -40,7 +40,7 @@ REPOSITORY = Path(__file__).resolve().parents[2]
 async def scratch(url: str, suffix: str) -> str:
     """A database beside *url*'s (created on the first run) with the SDK's tables, new and empty."""
     parsed = make_url(url)
-    name = f"{parsed.database}_lesson07_bench_{suffix}"
+    name = f"{parsed.database}_lesson08_bench_{suffix}"
     admin = create_engine(url, isolation_level="AUTOCOMMIT")
     try:
         async with admin.connect() as connection:

@@ -10,7 +10,7 @@ from sqlalchemy import func, select
 
 from session_management.common import item_line
 
-from .output import print_json, print_table, say
+from .output import plural, print_json, print_table, say
 from .store import (
     before,
     byte_length,
@@ -56,7 +56,8 @@ async def cmd_list(args: argparse.Namespace) -> None:
         return
     print_table([(r.session_id, r.items, int(r.bytes), stamp(r.created_at), stamp(r.updated_at)) for r in rows],
                 ["session_id", "items", "bytes", "first activity", "last activity"])
-    say(f"page {args.page} of {pages}, {total} sessions (newest activity first; times are the database clock)")
+    say(f"page {args.page} of {pages}, {plural(int(total or 0), 'session')} "
+        "(newest activity first; times are the database clock)")
 
 
 async def cmd_show(args: argparse.Namespace) -> None:
@@ -81,7 +82,8 @@ async def cmd_show(args: argparse.Namespace) -> None:
                               "items": [{"undecodable_row_id": row.id} if item is UNDECODABLE else item
                                         for row, item in zip(rows, items, strict=True)]})
             continue
-        say(f"session {session_id!r}: {len(items)} items, {stamp(session.created_at)} .. {stamp(session.updated_at)}")
+        say(f"session {session_id!r}: {plural(len(items), 'item')}, "
+            f"{stamp(session.created_at)} .. {stamp(session.updated_at)}")
         for number, (row, item) in enumerate(zip(rows, items, strict=True), start=1):
             if item is UNDECODABLE:
                 text = f"[row {row.id} is not JSON: the SDK skips it]"

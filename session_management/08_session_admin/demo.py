@@ -19,7 +19,7 @@ from .cli import PROGRAM, build_parser
 from .commands import COMMANDS
 from .store import database_now, messages, sessions
 
-DEMO = "demo07-"
+DEMO = "demo08-"
 
 
 @function_tool
@@ -66,10 +66,10 @@ async def demo(database: str | None) -> None:
     url = resolve_database_url(database)
     heading("Lesson 08: operating the session store")
     print(f"model   : {choose_model().description}\ndatabase: {redact(url)}")
-    step("Seeding five demo sessions (ids starting with demo07-); other sessions are left alone")
+    step("Seeding five demo sessions (ids starting with demo08-); other sessions are left alone")
     async with open_database(url) as engine:
         await seed(engine)
-    note("Every command below is one you can type; the demo passes --prefix demo07- where it matters.")
+    note("Every command below is one you can type; the demo passes --prefix demo08- where it matters.")
 
     step("1. list: sessions with item count and activity, newest first")
     await run_command(url, "list", "--prefix", DEMO)

@@ -25,6 +25,11 @@ def visible(text: str) -> str:
     return _UNSAFE.sub(lambda match: match.group().encode("unicode_escape").decode("ascii"), text)
 
 
+def plural(number: int, noun: str) -> str:
+    """``plural(1, "session")`` is ``"1 session"``, ``plural(2, "session")`` ``"2 sessions"``."""
+    return f"{number:,} {noun}" + ("" if number == 1 else "s")
+
+
 def say(text: str, file: TextIO | None = None) -> None:
     """Print one line the operator will read: ids, paths and stored text in it are escaped."""
     print(visible(text), file=file or sys.stdout)

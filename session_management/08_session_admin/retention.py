@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 
 from session_management.common.progress import Progress
 
-from .output import print_json, say, show_progress
+from .output import plural, print_json, say, show_progress
 from .store import BATCH, before, connect, database_now, derived_tables, messages, sessions, stamp, with_prefix
 
 
@@ -56,9 +56,9 @@ async def cmd_purge(args: argparse.Namespace) -> None:
         print_json({"dry_run": args.dry_run, "sessions": len(purged), "items": items,
                     "conversation_rows": derived_rows, "cutoff": stamp(cutoff), "session_ids": purged})
         return
-    also = f" and {derived_rows} conversation rows (owner, title)" if derived else ""
-    say(f"{verb} {len(purged)} sessions ({items} items){also} with no activity since {stamp(cutoff)} UTC "
-        f"(database clock){' - dry run, nothing deleted' if args.dry_run else ''}")
+    also = f" and {plural(derived_rows, 'conversation row')} (owner, title)" if derived else ""
+    say(f"{verb} {plural(len(purged), 'session')} ({plural(items, 'item')}){also} with no activity since "
+        f"{stamp(cutoff)} UTC (database clock){' - dry run, nothing deleted' if args.dry_run else ''}")
     for session_id in purged[:10]:
         say(f"  {session_id}")  # ids are user input: escaped, so an id cannot clear or retitle the terminal
     if len(purged) > 10:

@@ -29,7 +29,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from session_management.common import CourseError
 from session_management.common.progress import Progress
 
-from .output import json_visible, print_json, say, show_progress, visible
+from .output import json_visible, plural, print_json, say, show_progress, visible
 from .store import connect, database_now, messages, require_session, sessions, with_prefix
 
 HEADER_KEY = "agents_session_export"  # marks a header line; no SDK item has this key
@@ -96,9 +96,9 @@ async def cmd_export(args: argparse.Namespace) -> None:
         if args.json:
             print_json({"session_id": args.session_ids[0], **summary} if not several else summary)
         elif several:
-            say(f"exported {counts[0]} sessions ({counts[1]} items) to {args.output}")
+            say(f"exported {plural(counts[0], 'session')} ({plural(counts[1], 'item')}) to {args.output}")
         else:
-            say(f"exported {counts[1]} items of {args.session_ids[0]!r} to {args.output}")
+            say(f"exported {plural(counts[1], 'item')} of {args.session_ids[0]!r} to {args.output}")
 
 
 async def require_sessions(connection: AsyncConnection, session_ids: list[str]) -> None:
@@ -325,9 +325,9 @@ async def cmd_import(args: argparse.Namespace) -> None:
         print_json({"sessions": len(blocks), "items": len(item_rows), "file": args.file,
                     **({"session_id": ids[0]} if len(ids) == 1 else {})})
     elif len(blocks) == 1:
-        say(f"imported {len(item_rows)} items from {args.file} into session {ids[0]!r}")
+        say(f"imported {plural(len(item_rows), 'item')} from {args.file} into session {ids[0]!r}")
     else:
-        say(f"imported {len(blocks)} sessions ({len(item_rows)} items) from {args.file}")
+        say(f"imported {plural(len(blocks), 'session')} ({plural(len(item_rows), 'item')}) from {args.file}")
 
 
 async def bulk_insert(connection: AsyncConnection, session_rows: list[tuple[Any, ...]],

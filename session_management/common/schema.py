@@ -19,6 +19,7 @@ and two are MySQL-specific:
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
 from sqlalchemy import (
@@ -125,7 +126,8 @@ DROP_DATA_FLAG = "drop_data"
 
 
 def refuse_dropping_rows(connection: Connection, tables: list[str], revision: str) -> None:
-    """In a downgrade: stop, naming what would be lost, when *tables* still hold rows.
+    """In a downgrade, right before *tables* are dropped: stop, naming what would be lost, when they still hold rows;
+    else say what is dropped.
 
     Dropping lesson 06's ``conversations`` deletes every user's list of conversations and their titles; dropping
     the SDK's tables deletes every conversation. A downgrade that does that silently is one typo (``-1`` for
@@ -139,12 +141,18 @@ def refuse_dropping_rows(connection: Connection, tables: list[str], revision: st
     counts = {table: int(connection.scalar(sql_text(f"SELECT COUNT(*) FROM {table}")) or 0)
               for table in tables if inspector.has_table(table)}
     losing = {table: rows for table, rows in counts.items() if rows}
-    if not losing:
-        return
     flag = context.get_x_argument(as_dictionary=True).get(DROP_DATA_FLAG, "")
-    if flag.lower() in ("yes", "1", "true") or context.config.attributes.get(DROP_DATA_FLAG) is True:
+    allowed = flag.lower() in ("yes", "1", "true") or context.config.attributes.get(DROP_DATA_FLAG) is True
+    if not losing or allowed:
+        # Said before the DROP runs, on Alembic's log (stderr from the command line), so the operator sees what went.
+        dropped = ", ".join(f"{table} ({rows:,} row{'' if rows == 1 else 's'})" if rows else f"{table} (empty)"
+                            for table, rows in counts.items())
+        if dropped:
+            asked = f" (-x {DROP_DATA_FLAG}=yes)" if losing else ""
+            logging.getLogger("alembic.runtime.migration").warning(
+                "downgrading revision %s drops %s%s", revision, dropped, asked)
         return
-    what = ", ".join(f"{table} ({rows:,} rows)" for table, rows in losing.items())
+    what = ", ".join(f"{table} ({rows:,} row{'' if rows == 1 else 's'})" for table, rows in losing.items())
     raise CommandError(
         f"downgrading revision {revision} would drop {what}; stopped before dropping anything in it. Back the "
         f"rows up first; then, to drop them, run the downgrade again with -x {DROP_DATA_FLAG}=yes "
