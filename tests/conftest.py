@@ -16,25 +16,25 @@ from agents import set_tracing_disabled
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import create_engine
-from tests import first_commands, lessons, redis_stores
-from tests.backends import (
+from tests.support import first_commands, lessons, redis_stores
+from tests.support.backends import (
     ALL_BACKENDS,
     AVAILABILITY,
     probe_backends,
     require_all_backends,
     server_url,
 )
-from tests.backends import reset_database as _reset_database
+from tests.support.backends import reset_database as _reset_database
 
 # garbage: each test's garbage collected at its teardown, none while a report is written; pytester: its tests.
-pytest_plugins = ["tests.garbage", "pytester"]
+pytest_plugins = ["tests.support.garbage", "pytester"]
 
 # In-process runs use the offline model; nothing may try to upload traces.
 set_tracing_disabled(True)
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    probe_backends()  # fills tests.backends.AVAILABILITY
+    probe_backends()  # fills tests.support.backends.AVAILABILITY
 
 
 def pytest_report_header(config: pytest.Config) -> list[str]:
@@ -86,7 +86,7 @@ async def engine(database_url: str) -> AsyncIterator[AsyncEngine]:
 
 @pytest.fixture(scope="session")
 def first_runs(tmp_path_factory: pytest.TempPathFactory) -> dict[str, first_commands.Outcome]:
-    """Every command run once as a stranger's first command, side by side (tests/first_commands.py)."""
+    """Every command run once as a stranger's first command, side by side (tests/support/first_commands.py)."""
     return first_commands.run_all(tmp_path_factory)
 
 
@@ -99,7 +99,7 @@ def lesson_env(tmp_path: Path) -> dict[str, str]:
 @pytest.fixture
 def run_here(lesson_env: dict[str, str], capsys: pytest.CaptureFixture[str],
              monkeypatch: pytest.MonkeyPatch) -> lessons.RunHere:
-    """A lesson run in this process with *lesson_env* (or the given env), its output returned (tests/lessons.py)."""
+    """A lesson run in this process with *lesson_env* (or the given env), its output returned (support/lessons.py)."""
 
     def run(lesson: str, *args: str, env: dict[str, str] | None = None, cwd: Path = lessons.REPO_ROOT,
             stdin: str = "") -> lessons.Ran:

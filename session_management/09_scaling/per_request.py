@@ -39,7 +39,7 @@ def sdk_session_factory(engine: AsyncEngine, **options: Any) -> Callable[[str], 
 
     Correct because everything a `SQLAlchemySession` holds besides `session_id` is the same for every
     conversation on one engine (the engine, the table objects, the session maker, the settings) and is not changed
-    by its methods; `tests/test_lesson_09.py` holds copies to the SDK's behaviour on every backend.
+    by its methods; `tests/lessons/test_lesson_09.py` holds copies to the SDK's behaviour on every backend.
     """
     template = SQLAlchemySession("template", engine=engine, **options)
 

@@ -55,7 +55,7 @@ def known_closed(driver: Any) -> bool:
         return True
     # aiomysql reads nothing while idle, so a server that closed the socket (with or without a last error
     # packet first, as MySQL 8's wait_timeout sends) shows only as the end of the connection's stream.
-    reader = getattr(driver, "_reader", None)  # PRIVATE to aiomysql; tests/test_liveness.py covers it
+    reader = getattr(driver, "_reader", None)  # PRIVATE to aiomysql; tests/stores/test_liveness.py covers it
     return reader is not None and bool(reader.at_eof() or getattr(reader, "_eof", False))
 
 

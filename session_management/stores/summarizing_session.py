@@ -24,7 +24,7 @@ Never loses anything on a crash:
 * ``archive=`` (any Session) receives the raw items before they leave the store, so nothing is deleted at all.
   Each summary says how many raw items it stands for, so after a crash between the archive write and the replace
   the archive's surplus is known by position: nothing is archived twice, and repeated text is not mistaken for
-  an item already archived. (tests/test_crash_drills.py kills a process at each step, on every database.)
+  an item already archived. (tests/lessons/test_crash_drills.py kills a process at each step, on every database.)
 
 A cut never splits a tool call from its result: the kept part always starts at a user message and contains the
 call of every tool result in it.

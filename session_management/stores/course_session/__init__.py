@@ -5,7 +5,7 @@
 
 It reads and writes exactly the rows `SQLAlchemySession` does (same tables, columns, JSON format, order by
 ``(created_at, id)``), so either reads what the other wrote, and it keeps the SDK's whole contract (held to it by
-``tests/test_session_behaviour.py``, with the SDK's class as the control). One small class per database, each
+``tests/contract/test_session_behaviour.py``, with the SDK's class as the control). One small class per database, each
 readable on its own:
 
 * `base.CourseSession`: settings, limits over corrupt rows, pops, cancellation, compaction: what is not SQL;

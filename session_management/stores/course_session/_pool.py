@@ -20,7 +20,7 @@ Three things the classes need and SQLAlchemy's public API does not quite give, k
   `PING_AFTER_IDLE_SECONDS`, for what drops connections silently after long idle (firewalls, NAT gateways).
 
 The two private SQLAlchemy names this needs (``QueuePool._max_overflow``, ``_ConnectionFairy._close_special``)
-are used only in this module; ``tests/test_course_session.py`` fails when a SQLAlchemy upgrade changes them.
+are used only in this module; ``tests/stores/test_course_session.py`` fails when a SQLAlchemy upgrade changes them.
 """
 
 from __future__ import annotations

@@ -1,0 +1,1 @@
+"""Course-wide checks: README blocks, first commands, mistakes, layout, plumbing."""

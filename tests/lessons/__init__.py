@@ -1,0 +1,1 @@
+"""One module (or a few) per lesson, named after it."""

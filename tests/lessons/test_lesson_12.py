@@ -1,0 +1,137 @@
+"""Lesson 12: the PostgreSQL failover drill on a real throwaway Patroni cluster (etcd + three nodes).
+
+One cluster, two crashes of the primary, in this process (about 40 s):
+
+1. synchronous replication, the primary's WAL senders stopped for a second before the crash: no acknowledged
+   turn may be lost, on the SDK's store or on the keyed one (with Patroni's synchronous mode off, this drill
+   loses turns: the test fails);
+2. then the same fault under asynchronous replication: the same history check must find the acknowledged
+   turns the failover threw away (the check can see a loss: the control).
+
+Then the Galera drills that count (about 25 s). The whole lesson (about 2 minutes) is not run here; its
+one-line message without the packages is.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import importlib
+import os
+import tempfile
+from pathlib import Path
+
+import pytest
+from agents.extensions.memory import SQLAlchemySession
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from session_management.common import CourseError
+from session_management.servers.galera import GaleraCluster
+from session_management.servers.galera import binaries as galera_binaries
+from session_management.servers.patroni import PatroniCluster, binaries
+from tests.support import lessons
+from tests.support.backends import require_all_backends
+from tests.support.lessons import RunHere
+
+LESSON = "session_management.12_failover.main"
+postgres_drills = importlib.import_module("session_management.12_failover.postgres_drills")
+galera_drills = importlib.import_module("session_management.12_failover.galera_drills")
+patroni_drill, prepare = postgres_drills.patroni_drill, postgres_drills.prepare
+store_turn_once = postgres_drills.store_turn_once
+QuorumReport, SharedSession = galera_drills.QuorumReport, galera_drills.SharedSession
+lose_quorum, two_writers = galera_drills.lose_quorum, galera_drills.two_writers
+
+
+def require_patroni() -> None:
+    """Skip (fail under REQUIRE_ALL_BACKENDS=1) when patroni, etcd or PostgreSQL's server is not installed."""
+    try:
+        binaries()
+    except CourseError as error:
+        message = f"patroni cluster unavailable: {error.problem}"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+
+
+def throwaway_dirs() -> set[str]:
+    return {p.name for p in Path(tempfile.gettempdir()).glob("course-patroni-*")}
+
+
+def test_synchronous_replication_loses_no_acknowledged_turn() -> None:
+    require_patroni()
+    before = throwaway_dirs()
+
+    async def drills() -> tuple[object, object]:
+        with PatroniCluster() as cluster:
+            synchronous = await patroni_drill(cluster, "synchronous", stall="walsender", conversations=2,
+                                              turns_after=2, rejoin=False)
+            await asyncio.to_thread(cluster.wait_replicas, 1)  # the last replica follows the new primary
+            asynchronous = await patroni_drill(cluster, "asynchronous", stall="walsender", conversations=2,
+                                               turns_after=2, rejoin=False)
+            return synchronous, asynchronous
+
+    synchronous, asynchronous = asyncio.run(drills())
+    for store, check in synchronous.checks.items():  # type: ignore[attr-defined]
+        assert check.acknowledged > 2 * 2, store  # each conversation wrote before and after the crash
+        assert check.lost == 0, f"{store}: {check}"
+        assert check.out_of_order == 0, f"{store}: {check}"
+    assert synchronous.checks["keyed"].duplicated == 0  # type: ignore[attr-defined]
+    assert synchronous.errors  # type: ignore[attr-defined]  # the writers did see the crash
+    assert 0 < synchronous.first_turn_seconds < 60  # type: ignore[attr-defined]
+
+    lost = sum(check.lost for check in asynchronous.checks.values())  # type: ignore[attr-defined]
+    assert lost > 0, asynchronous  # the control: the same check sees what asynchronous replication loses
+    assert throwaway_dirs() == before  # the cluster and its directory are gone
+
+
+async def test_a_retried_turn_is_stored_once(engine: AsyncEngine) -> None:
+    """store_turn_once on every backend: the same key again stores nothing; another key stores the next turn."""
+    await prepare(engine)
+    first = [{"role": "user", "content": "s turn 1"}, {"role": "assistant", "content": "noted turn 1"}]
+    assert await store_turn_once(engine, "keyed", "turn-1", first) is True
+    assert await store_turn_once(engine, "keyed", "turn-1", first) is False  # the retry of a stored turn
+    second = [{"role": "user", "content": "s turn 2"}, {"role": "assistant", "content": "noted turn 2"}]
+    assert await store_turn_once(engine, "keyed", "turn-2", second) is True
+    assert await SQLAlchemySession("keyed", engine=engine).get_items() == first + second
+    assert await store_turn_once(engine, "other", "turn-1", first) is True  # keys are per conversation
+
+
+def require_galera() -> None:
+    try:
+        galera_binaries()
+    except CourseError as error:
+        message = f"galera cluster unavailable: {error.problem}"
+        if require_all_backends():
+            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
+        pytest.skip(message)
+
+
+def test_galera_two_writers_on_two_nodes_and_a_lost_quorum_lose_nothing() -> None:
+    """About 25 s: three nodes; two writers on one session through two nodes; two nodes killed, one after the
+    other, and the last one bootstrapped by hand. Every acknowledged turn must be there, once, in order."""
+    require_galera()
+    before = {p.name for p in Path(tempfile.gettempdir()).glob("course-galera-*")}
+
+    async def drills() -> tuple[SharedSession, QuorumReport]:
+        with GaleraCluster() as cluster:
+            return await two_writers(cluster, same_node=False, seconds=1.5), await lose_quorum(cluster, 1)
+
+    shared, quorum = asyncio.run(drills())
+    for store, check in shared.checks.items():
+        assert check.acknowledged > 10, store  # both writers got through
+        assert (check.lost, check.duplicated, check.out_of_order) == (0, 0, 0), f"{store}: {check}"
+    assert quorum.size_after_one == "2"  # two of three: still the primary component
+    assert quorum.status_after_two == "non-Primary"  # one of three: no majority, no writes
+    assert any(name.endswith(" 1047") for name in quorum.refused), quorum.refused  # "not prepared" refusals
+    assert quorum.check.acknowledged > 0
+    assert (quorum.check.lost, quorum.check.duplicated, quorum.check.out_of_order) == (0, 0, 0), quorum.check
+    assert {p.name for p in Path(tempfile.gettempdir()).glob("course-galera-*")} == before
+
+
+def test_without_patroni_one_line_and_exit_2(lesson_env: dict[str, str], run_here: RunHere) -> None:
+    lesson_env["PATH"] = os.path.dirname(lessons.PYTHON)  # the venv's python: no patroni, no etcd
+    lesson_env["FAILOVER_POSTGRES_URL"] = ""
+    done = run_here(LESSON, env=lesson_env)
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: patroni and etcd not installed"), done.stderr
+    assert "apt-get install patroni etcd-server" in done.stderr and "Traceback" not in done.stderr
+    assert done.stderr.count("\n") == 1

@@ -1,0 +1,1 @@
+"""The course's stores (session_management.stores) beyond the contract."""

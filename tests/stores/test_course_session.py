@@ -1,0 +1,125 @@
+"""CourseSession's own promises beyond the Session contract (that is tests/contract/test_session_behaviour.py):
+the class per database, the SDK-shaped constructor, and the SQLAlchemy internals it relies on."""
+
+from __future__ import annotations
+
+import asyncio
+from pathlib import Path
+from typing import Any
+
+import pytest
+from agents.memory import SessionSettings
+from sqlalchemy import event, text
+from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
+from sqlalchemy.util import await_only
+
+from session_management.common import create_engine, create_session_tables
+from session_management.stores.course_session import (
+    CourseSession,
+    MySQLCourseSession,
+    PostgresCourseSession,
+    SQLiteCourseSession,
+)
+from session_management.stores.course_session._pool import borrow, pool_capacity
+from session_management.stores.course_session.sqlite import _busy_timeout
+
+CLASSES = {"sqlite": SQLiteCourseSession, "postgres": PostgresCourseSession, "mysql": MySQLCourseSession}
+
+
+async def test_one_class_per_database(engine: AsyncEngine, backend: str) -> None:
+    session = CourseSession("who", engine=engine)
+    assert type(session) is CLASSES[backend]
+    assert isinstance(session, CourseSession)
+
+
+def test_an_unsupported_database_is_named() -> None:
+    oracle = type("Engine", (), {"dialect": type("Dialect", (), {"name": "oracle"})()})()
+    with pytest.raises(ValueError, match="not 'oracle'; use SQLAlchemySession"):
+        CourseSession("x", engine=oracle)
+
+
+def test_engine_is_read_only(tmp_path: Path) -> None:
+    session = CourseSession("x", engine=create_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}"))
+    with pytest.raises(AttributeError):
+        session.engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")  # type: ignore[misc]
+
+
+def test_table_names_are_checked_before_they_reach_sql(tmp_path: Path) -> None:
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    with pytest.raises(ValueError, match="table name"):
+        CourseSession("x", engine=engine, messages_table="m; DROP TABLE agent_sessions")
+
+
+async def test_from_url_like_the_sdk(database_url: str) -> None:
+    session = CourseSession.from_url("from-url", url=database_url, session_settings={"limit": 1})
+    try:
+        await create_session_tables(session.engine)
+        assert session.session_settings == SessionSettings(limit=1)
+        await session.add_items([{"role": "user", "content": "a"}, {"role": "user", "content": "b"}])
+        assert await session.get_items() == [{"role": "user", "content": "b"}]
+    finally:
+        await session.engine.dispose()
+
+
+async def test_sqlite_engine_configured_once_by_its_own_event_registry(tmp_path: Path) -> None:
+    first = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'a.db'}")
+    second = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'b.db'}")
+    try:
+        CourseSession("x", engine=first)
+        CourseSession("y", engine=first)
+        assert event.contains(first.sync_engine, "connect", _busy_timeout)
+        assert not event.contains(second.sync_engine, "connect", _busy_timeout)  # no shared registry to confuse
+        async with first.connect() as connection:
+            assert await connection.scalar(text("PRAGMA busy_timeout")) == 5000
+    finally:
+        await first.dispose()
+        await second.dispose()
+
+
+async def test_sqlite_writers_of_one_process_queue_in_turn(tmp_path: Path) -> None:
+    """Twenty concurrent writers on one engine: each write transaction runs from BEGIN IMMEDIATE to COMMIT before
+    the next begins, queued in the process instead of contending for the file in SQLite's busy handler (which
+    sleeps in steps of up to 100 ms). Nothing lost either."""
+    engine = create_engine(f"sqlite+aiosqlite:///{tmp_path / 'w.db'}")
+    statements: list[str] = []
+
+    def record(statement: str) -> None:  # SQLite's own trace: what reaches the database, by any route
+        if statement in ("BEGIN IMMEDIATE", "COMMIT"):
+            statements.append(statement)
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def trace(dbapi_connection: Any, _: Any) -> None:
+        await_only(dbapi_connection.driver_connection.set_trace_callback(record))
+
+    try:
+        await create_session_tables(engine)
+        sessions = [CourseSession(f"writer-{n}", engine=engine) for n in range(20)]
+        await asyncio.gather(*(s.add_items([{"role": "user", "content": f"{n}"}]) for n, s in enumerate(sessions)))
+        assert statements == ["BEGIN IMMEDIATE", "COMMIT"] * 20  # never two write transactions open at once
+        assert [await s.get_items() for s in sessions] == [[{"role": "user", "content": f"{n}"}] for n in range(20)]
+    finally:
+        await engine.dispose()
+
+
+# -- the SQLAlchemy internals course_session/_pool.py relies on: these fail when an upgrade changes them --------
+def test_pool_capacity_reads_pool_size_plus_max_overflow() -> None:
+    url = "postgresql+asyncpg://u:p@127.0.0.1:1/db"  # never connects
+    assert pool_capacity(create_async_engine(url, pool_size=3, max_overflow=4)) == 7
+    assert pool_capacity(create_async_engine(url, pool_size=3, max_overflow=0)) == 3
+    assert pool_capacity(create_async_engine(url, pool_size=3, max_overflow=-1)) is None  # unlimited
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_a_connection_whose_transaction_we_ended_goes_back_without_a_reset(engine: AsyncEngine) -> None:
+    resets: list[bool] = []
+
+    def on_reset(_dbapi: Any, _record: Any, state: Any) -> None:
+        resets.append(state.transaction_was_reset)
+
+    event.listen(engine.sync_engine.pool, "reset", on_reset)
+    async with borrow(engine) as connection:
+        connection.transaction_ended = True
+    async with borrow(engine):
+        pass
+    assert resets == [True, False]  # True: the pool skipped its ROLLBACK; False: it sent one
+    assert engine.sync_engine.pool.checkedout() == 0

@@ -1,0 +1,1 @@
+"""What the tests share: backends, running lessons, snippets, servers that misbehave."""
