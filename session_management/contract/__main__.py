@@ -72,7 +72,8 @@ async def run(factory: Factory, names: list[str]) -> int:
         outcomes.append(outcome)
         mark = {"holds": "ok    ", "broken": "BROKEN", "skipped": "skip  "}[outcome]
         print(f"{mark} {rule.name}: {rule.says}" + (f"\n         {why}" if why else ""), flush=True)
-    summary = f"\n{outcomes.count('holds')} of {len(chosen)} rules hold"
+    held, total = outcomes.count("holds"), len(chosen)
+    summary = f"\n{held} of {total} rule{'s' if total != 1 else ''} {'holds' if 1 in (held, total) else 'hold'}"
     for other in ("broken", "skipped"):
         if outcomes.count(other):
             summary += f"; {outcomes.count(other)} {other}"
