@@ -29,7 +29,7 @@ from sqlalchemy.exc import TimeoutError as PoolTimeout
 from starlette.exceptions import HTTPException
 from starlette.routing import compile_path
 
-logger = logging.getLogger("lesson05")
+logger = logging.getLogger("lesson06")
 
 UNAVAILABLE = "the database is unavailable; please retry shortly"
 RETRY_AFTER_S = 5

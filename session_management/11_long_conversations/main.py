@@ -43,7 +43,7 @@ CHATTER = ["Any tips for a rainy Sunday?", "Tell me something about octopuses.",
 
 def fresh(name: str) -> str:
     """A new session id per run, so every run of the lesson prints the same story."""
-    return f"lesson10-{name}-{uuid.uuid4().hex[:8]}"
+    return f"lesson11-{name}-{uuid.uuid4().hex[:8]}"
 
 
 async def ask(agent: Agent, text: str, session: Session, run_config: RunConfig | None = None) -> str:

@@ -70,7 +70,7 @@ async def one_turn(agent: Agent, engine: AsyncEngine) -> None:
     note(f"target_session_attrs=read-write: asyncpg tried the hosts in order and kept port {port} "
          f"(transaction_read_only={read_only}), the primary.")
     await prepare(engine)
-    session_id = f"lesson11-{uuid.uuid4().hex[:8]}"
+    session_id = f"lesson12-{uuid.uuid4().hex[:8]}"
     session = SQLAlchemySession(session_id, engine=engine)
     question = "My name is Ada. Remember it."
     user_says(question)

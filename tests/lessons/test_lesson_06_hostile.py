@@ -116,7 +116,7 @@ async def test_a_database_error_that_is_no_outage_is_a_500_with_an_id_and_no_use
     async with engine.begin() as connection:
         await connection.execute(text("DROP TABLE agent_messages"))  # a broken schema, not a broken network
     secret = "my card number is 4111 1111 1111 1111"
-    with caplog.at_level(logging.WARNING, logger="lesson05"):
+    with caplog.at_level(logging.WARNING, logger="lesson06"):
         response = await client.post(f"/api/conversations/{chat}/messages", json={"message": secret},
                                      headers=auth(ALICE))
     body = one_shape(response, 500)

@@ -32,7 +32,7 @@ def get_weather(city: str) -> str:
 
 @pytest.fixture
 async def sqlite_engine(tmp_path: Path) -> AsyncIterator[AsyncEngine]:
-    async with sqlite_engine_at(tmp_path / "lesson10.db") as engine:
+    async with sqlite_engine_at(tmp_path / "lesson11.db") as engine:
         yield engine
 
 
