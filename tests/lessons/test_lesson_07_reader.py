@@ -32,8 +32,10 @@ def bash_commands(readme: Path, mentioning: str) -> list[list[str]]:
 
 
 def first_command(lesson: str) -> list[str]:
-    """The first command of a lesson's README (its default run), without ``uv run``."""
-    return bash_commands(REPO_ROOT / "session_management" / lesson / "README.md", lesson)[0]
+    """A lesson's default run as its README shows it (``python -m ....main``, no options), without ``uv run``.
+    Not merely its first command: lesson 06's first one serves until Ctrl+C."""
+    commands = bash_commands(REPO_ROOT / "session_management" / lesson / "README.md", lesson)
+    return next(argv for argv in commands if argv[:2] == ["python", "-m"] and len(argv) == 3)
 
 
 def run_command(argv: list[str], run_here: RunHere, env: dict[str, str],
