@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from session_management.common import (
     CourseError,
+    check_connection,
     create_engine,
     create_session_tables,
     heading,
@@ -126,6 +127,7 @@ async def main(args: argparse.Namespace) -> None:
         raise CourseError("PgBouncer is a PostgreSQL pooler.", "use --database postgres or a PostgreSQL URL")
     direct = create_engine(url)
     try:
+        await check_connection(direct)  # a server that is down or refuses: one line naming the fix
         await create_session_tables(direct)
     finally:
         await direct.dispose()

@@ -10,6 +10,7 @@ import asyncio
 import importlib
 import json
 import re
+import socket
 import subprocess
 from pathlib import Path
 
@@ -194,6 +195,22 @@ def test_pgbouncer_shows_the_failure_and_the_fix(run_here: RunHere, database_url
     sample = readme_samples.sample(LESSON_FOLDER / "README.md", "pgbouncer_demo")
     assert readme_samples.sample_mismatch(sample, done.stdout) is None, readme_samples.sample_mismatch(sample,
                                                                                                    done.stdout)
+
+
+def test_pgbouncer_demo_with_the_server_down_is_one_line(run_here: RunHere) -> None:
+    """A reader found a 137-line traceback here: the demo made the SDK's tables before asking whether the server
+    answers. Now it asks first, like every lesson."""
+    import shutil
+
+    if not shutil.which("pgbouncer") and not Path("/usr/sbin/pgbouncer").exists():
+        unavailable("PgBouncer is not installed (apt-get install pgbouncer)")
+    with socket.socket() as probe:  # a port nobody listens on: connection refused at once
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    done = run_here("session_management.09_scaling.pgbouncer_demo", "--database",
+                    f"postgresql+asyncpg://course:course@127.0.0.1:{port}/sessions")
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert lessons.one_line_error(done.stderr).startswith("error: Cannot reach the database server")
 
 
 LESSON_FOLDER = lessons.REPO_ROOT / "session_management" / "09_scaling"
