@@ -37,12 +37,12 @@ DATABASE_URL = os.environ.get("DATABASE_URL", "sqlite+aiosqlite:///sessions.db")
 # a length), so these statements do, with a binary collation ("Alice" and "alice" are two conversations).
 MYSQL_TABLES = (
     "CREATE TABLE IF NOT EXISTS agent_sessions ("
-    " session_id VARCHAR(255) COLLATE utf8mb4_bin PRIMARY KEY,"
+    " session_id VARCHAR(255) COLLATE utf8mb4_nopad_bin PRIMARY KEY,"
     " created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,"
     " updated_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP) DEFAULT CHARSET=utf8mb4",
     "CREATE TABLE IF NOT EXISTS agent_messages ("
     " id INTEGER AUTO_INCREMENT PRIMARY KEY,"
-    " session_id VARCHAR(255) COLLATE utf8mb4_bin NOT NULL,"
+    " session_id VARCHAR(255) COLLATE utf8mb4_nopad_bin NOT NULL,"
     " message_data LONGTEXT NOT NULL,"
     " created_at TIMESTAMP NOT NULL DEFAULT CURRENT_TIMESTAMP,"
     " INDEX idx_agent_messages_session_time (session_id, created_at),"
