@@ -22,7 +22,7 @@ from typing import Any
 import pymysql
 
 from session_management.common.errors import CourseError
-from session_management.servers.local import RUN_AS, Ports, give_to_server_user, reap, spawn, wait_until
+from session_management.servers.local import RUN_AS, Ports, Throwaway, give_to_server_user, reap, spawn, wait_until
 
 USER, PASSWORD, DATABASE = "course", "course", "sessions"
 PROVIDERS = ("/usr/lib/galera/libgalera_smm.so", "/usr/lib/galera-4/libgalera_smm.so",
@@ -107,7 +107,7 @@ class GaleraNode:
         return "mariadbd said: " + " | ".join(lines[-3:])
 
 
-class GaleraCluster:
+class GaleraCluster(Throwaway):
     """``with GaleraCluster() as cluster: cluster.nodes[0].url ...``: three nodes, all in the primary component."""
 
     def __init__(self, nodes: int = 3) -> None:
@@ -116,17 +116,6 @@ class GaleraCluster:
         self.root.chmod(0o755)
         self.ports = Ports()
         self.nodes = [GaleraNode(f"galera{number}", self.root, self.ports) for number in range(1, nodes + 1)]
-
-    def __enter__(self) -> GaleraCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
     @property
     def cluster_address(self) -> str:

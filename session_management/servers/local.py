@@ -13,6 +13,7 @@ import subprocess
 import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import Self
 
 from session_management.common.errors import CourseError
 
@@ -26,6 +27,28 @@ def port_is_free(port: int) -> bool:
         except OSError:
             return False
     return True
+
+
+class Throwaway:
+    """A throwaway server or cluster: ``with X() as x:`` starts it and removes it at the end, and a start that
+    fails half-way removes what it had started before the error goes on."""
+
+    def start(self) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        raise NotImplementedError
+
+    def __enter__(self) -> Self:
+        try:
+            self.start()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 class Ports:

@@ -26,6 +26,7 @@ from typing import Any
 from session_management.common.errors import CourseError
 from session_management.servers.local import (
     Ports,
+    Throwaway,
     children,
     command_line,
     give_to_server_user,
@@ -189,7 +190,7 @@ class PatroniNode:
         signal_all(self.postgres_processes(), signal.SIGKILL)
 
 
-class PatroniCluster:
+class PatroniCluster(Throwaway):
     """etcd plus three Patroni nodes on loopback; ``with PatroniCluster() as cluster: cluster.url ...``."""
 
     def __init__(self, nodes: int = 3) -> None:
@@ -202,17 +203,6 @@ class PatroniCluster:
         self.nodes = [PatroniNode(f"pg{number}", self.root, self.ports) for number in range(1, nodes + 1)]
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
-    def __enter__(self) -> PatroniCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     @property
     def etcd_url(self) -> str:
         return f"http://127.0.0.1:{self.etcd_port}"

@@ -23,6 +23,7 @@ import redis
 
 from session_management.common import ports
 from session_management.common.errors import CourseError
+from session_management.servers.local import Throwaway
 
 SLOTS = 16384
 REPLICATION_USER, REPLICATION_PASSWORD = "replication", "course-replication"
@@ -152,7 +153,7 @@ class LocalRedis:
         shutil.rmtree(self.root, ignore_errors=True)
 
 
-class LocalCluster:
+class LocalCluster(Throwaway):
     """A throwaway Redis Cluster: *primaries* primaries, each with *replicas_per_primary* replicas, on loopback.
 
     Replicas authenticate to their primary as a replication user, so a drill can cut one replication link
@@ -166,17 +167,6 @@ class LocalCluster:
         self.config = config or {}
 
     # -- lifecycle ----------------------------------------------------------------------------------------------
-    def __enter__(self) -> LocalCluster:
-        try:
-            self.start()
-        except BaseException:
-            self.close()
-            raise
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
-
     def close(self) -> None:
         for node in self.nodes:
             node.stop(crash=True)
