@@ -7,6 +7,11 @@
 #   bash scripts/db-servers.sh status [postgres|mysql|all]
 #   bash scripts/db-servers.sh start|stop|status redis|redis-cluster   # Redis (lesson 10), prints REDIS_URL /
 #                                        REDIS_CLUSTER_URL; ports $REDIS_PORT (6379), $REDIS_CLUSTER_PORT (7001-7006)
+#   bash scripts/db-servers.sh start|stop|status patroni|galera   # lesson 12's clusters: etcd + 3 Patroni nodes
+#                                        (prints FAILOVER_POSTGRES_URL), 3 MariaDB Galera nodes (GALERA_URL, node 1);
+#                                        free ports, or upward from $PATRONI_BASE_PORT / $GALERA_BASE_PORT; `stop`
+#                                        also removes their data. Started by session_management/servers/clusters.py
+#                                        (through uv). `all` includes neither Redis nor the clusters.
 #
 #   eval "$(bash scripts/db-servers.sh start)"                # start and export POSTGRES_URL / MYSQL_URL
 #
@@ -314,6 +319,43 @@ start_redis_cluster() {
   say "redis-cluster: ready"
 }
 
+# ---- Lesson 12's clusters: etcd + 3 Patroni/PostgreSQL nodes, 3 MariaDB Galera nodes --------------------------
+# The course's Python starts them (session_management/servers/clusters.py: the lesson's own PatroniCluster and
+# GaleraCluster, kept running in a directory here); it records the processes it started, and `stop` signals only
+# those (and the servers whose pid files lie in that directory), then removes the directory.
+ROOT_DIR=$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)
+
+cluster_needs() {  # kind: one line naming what to install
+  local missing=()
+  if [ "$1" = patroni ]; then
+    command -v patroni >/dev/null || missing+=(patroni)
+    command -v etcd >/dev/null || missing+=(etcd-server)
+    ls /usr/lib/postgresql/*/bin/postgres >/dev/null 2>&1 || missing+=(postgresql)
+  else
+    { command -v mariadbd >/dev/null || [ -x /usr/sbin/mariadbd ]; } && command -v mariadb-install-db >/dev/null \
+      || missing+=(mariadb-server)
+    [ -e /usr/lib/galera/libgalera_smm.so ] || [ -e /usr/lib/galera-4/libgalera_smm.so ] \
+      || [ -e /usr/lib64/galera-4/libgalera_smm.so ] || missing+=(galera-4)
+    command -v rsync >/dev/null || missing+=(rsync)  # the state transfer's tools
+    command -v ss >/dev/null || command -v lsof >/dev/null || missing+=(iproute2)
+  fi
+  [ ${#missing[@]} = 0 ] || die "the $1 cluster needs packages that are not installed: apt-get install -y ${missing[*]}"
+}
+
+cluster() {  # start|stop|status kind
+  local dir base
+  dir=$(realpath -m "$BASE_DIR/$2")
+  if [ "$2" = patroni ]; then base=${PATRONI_BASE_PORT:-}; else base=${GALERA_BASE_PORT:-}; fi
+  if [ "$1" != start ] && [ ! -e "$dir" ]; then
+    if [ "$1" = status ]; then echo "$2: stopped"; else say "$2: not running"; fi
+    return 0
+  fi
+  if [ "$1" = start ]; then cluster_needs "$2"; prepare_base_dir; fi
+  command -v uv >/dev/null || die "$2: uv not found (the course's Python starts the cluster): pip install uv"
+  (cd "$ROOT_DIR" && exec uv run --quiet python -m session_management.servers.clusters "$1" "$2" --dir "$dir" \
+    ${base:+--base-port "$base"})
+}
+
 stop_redis_dir() {  # name dir...
   local name=$1 dir pid stopped=0; shift
   for dir in "$@"; do
@@ -355,7 +397,11 @@ print_urls() {
 
 command=${1:-}
 which=${2:-all}
-case "$which" in postgres|mysql|all) ;; redis|redis-cluster) ;; *) die "unknown server '$which': use postgres, mysql, all, redis or redis-cluster" ;; esac
+case "$which" in
+  postgres|mysql|all|redis|redis-cluster) ;;
+  patroni|galera) case "$command" in start|stop|status) cluster "$command" "$which"; exit ;; esac ;;
+  *) die "unknown server '$which': use postgres, mysql, all, redis, redis-cluster, patroni or galera" ;;
+esac
 # Redis is started on its own (`start redis`, `start redis-cluster`), so `all` needs no redis-server installed.
 case "$command:$which" in
   start:redis) start_redis; echo "export REDIS_URL=redis://127.0.0.1:$RD_PORT/0"; exit 0 ;;
@@ -374,5 +420,5 @@ case "$command" in
     if [ "$which" != postgres ]; then stop_mysql; fi
     ;;
   status) status "$which" ;;
-  *) die "usage: bash scripts/db-servers.sh start|stop|status [postgres|mysql|all]" ;;
+  *) die "usage: bash scripts/db-servers.sh start|stop|status [postgres|mysql|all|redis|redis-cluster|patroni|galera]" ;;
 esac

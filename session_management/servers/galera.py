@@ -110,9 +110,11 @@ class GaleraNode:
 class GaleraCluster(Throwaway):
     """``with GaleraCluster() as cluster: cluster.nodes[0].url ...``: three nodes, all in the primary component."""
 
-    def __init__(self, nodes: int = 3) -> None:
+    def __init__(self, nodes: int = 3, root: Path | None = None) -> None:
+        """*root*: the cluster's directory (made if missing), else a new temporary one; :meth:`close` removes it."""
         self.server, self.installer, self.provider = binaries()
-        self.root = Path(tempfile.mkdtemp(prefix="course-galera-"))
+        self.root = Path(tempfile.mkdtemp(prefix="course-galera-")) if root is None else root
+        self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         self.ports = Ports()
         self.nodes = [GaleraNode(f"galera{number}", self.root, self.ports) for number in range(1, nodes + 1)]

@@ -193,9 +193,11 @@ class PatroniNode:
 class PatroniCluster(Throwaway):
     """etcd plus three Patroni nodes on loopback; ``with PatroniCluster() as cluster: cluster.url ...``."""
 
-    def __init__(self, nodes: int = 3) -> None:
+    def __init__(self, nodes: int = 3, root: Path | None = None) -> None:
+        """*root*: the cluster's directory (made if missing), else a new temporary one; :meth:`close` removes it."""
         self.patroni, self.etcd_binary, self.bin_dir = binaries()
-        self.root = Path(tempfile.mkdtemp(prefix="course-patroni-"))
+        self.root = Path(tempfile.mkdtemp(prefix="course-patroni-")) if root is None else root
+        self.root.mkdir(parents=True, exist_ok=True)
         self.root.chmod(0o755)
         self.ports = Ports()
         self.etcd_port, self.etcd_peer_port = self.ports.take(), self.ports.take()
