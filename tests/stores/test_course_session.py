@@ -14,13 +14,14 @@ from sqlalchemy.ext.asyncio import AsyncEngine, create_async_engine
 from sqlalchemy.util import await_only
 
 from session_management.common import create_engine, create_session_tables
+from session_management.common.liveness import known_closed
 from session_management.stores.course_session import (
     CourseSession,
     MySQLCourseSession,
     PostgresCourseSession,
     SQLiteCourseSession,
 )
-from session_management.stores.course_session._pool import borrow, pool_capacity
+from session_management.stores.course_session._pool import KEEP_SECONDS, borrow, pool_capacity
 from session_management.stores.course_session.sqlite import _busy_timeout
 
 CLASSES = {"sqlite": SQLiteCourseSession, "postgres": PostgresCourseSession, "mysql": MySQLCourseSession}
@@ -111,6 +112,8 @@ def test_pool_capacity_reads_pool_size_plus_max_overflow() -> None:
 
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
 async def test_a_connection_whose_transaction_we_ended_goes_back_without_a_reset(engine: AsyncEngine) -> None:
+    """Kept, then given back by the sweeper without the pool's ROLLBACK (PRIVATE ``_close_special``); a connection
+    left inside a transaction is not kept, and the pool rolls it back."""
     resets: list[bool] = []
 
     def on_reset(_dbapi: Any, _record: Any, state: Any) -> None:
@@ -119,7 +122,52 @@ async def test_a_connection_whose_transaction_we_ended_goes_back_without_a_reset
     event.listen(engine.sync_engine.pool, "reset", on_reset)
     async with borrow(engine) as connection:
         connection.transaction_ended = True
-    async with borrow(engine):
-        pass
+    await given_back(engine)
+    async with borrow(engine) as connection:
+        begin = "BEGIN" if engine.dialect.name == "postgresql" else "START TRANSACTION"
+        await (connection.driver.execute(begin) if engine.dialect.name == "postgresql"
+               else connection.driver.query(begin))
     assert resets == [True, False]  # True: the pool skipped its ROLLBACK; False: it sent one
     assert engine.sync_engine.pool.checkedout() == 0
+
+
+async def given_back(engine: AsyncEngine) -> None:
+    """Wait until every kept connection is back in the pool (about KEEP_SECONDS); fail after a second."""
+    for _ in range(100):
+        if engine.sync_engine.pool.checkedout() == 0:
+            return
+        await asyncio.sleep(KEEP_SECONDS / 5)
+    raise AssertionError(f"still checked out after 1 s: {engine.sync_engine.pool.status()}")
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_a_kept_connection_is_reused_without_the_pool_then_given_back(engine: AsyncEngine) -> None:
+    """Turns in quick succession check one connection out of the pool once; idle, it goes back within
+    KEEP_SECONDS (the pool's checkin event fires once)."""
+    await create_session_tables(engine)
+    await given_back(engine)
+    checkouts: list[int] = []
+    checkins: list[int] = []
+    event.listen(engine.sync_engine.pool, "checkout", lambda *_: checkouts.append(1))
+    event.listen(engine.sync_engine.pool, "checkin", lambda *_: checkins.append(1))
+    session = CourseSession("kept", engine=engine)
+    for number in range(5):
+        await session.add_items([{"role": "user", "content": f"turn {number}"}])
+        assert len(await session.get_items(limit=2)) == min(2, number + 1)
+    assert len(checkouts) == 1  # ten borrows, one pool checkout
+    assert engine.sync_engine.pool.checkedout() == 1  # kept, not lost
+    await given_back(engine)
+    assert len(checkins) == 1
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_dispose_closes_the_kept_connections(engine: AsyncEngine) -> None:
+    async with borrow(engine) as connection:
+        connection.transaction_ended = True
+        driver = connection.driver
+    assert not known_closed(driver) and engine.sync_engine.pool.checkedout() == 1  # kept
+    await engine.dispose()
+    assert known_closed(driver)  # closed with the pool, not left open until garbage collection
+    async with borrow(engine) as connection:  # the engine still works, on a new connection
+        assert connection.driver is not driver
+        connection.transaction_ended = True

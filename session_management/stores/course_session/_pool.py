@@ -19,6 +19,14 @@ Three things the classes need and SQLAlchemy's public API does not quite give, k
   fresh connection (`dropped`, ``base.CourseSession``). So their checkouts ping only after
   `PING_AFTER_IDLE_SECONDS`, for what drops connections silently after long idle (firewalls, NAT gateways).
 
+* **No pool machinery per statement.** A checkout and a check-in through SQLAlchemy's pool cost about 30 µs
+  of client CPU each way (its connection wrappers, events, and a greenlet hop to the event loop); a turn makes
+  two, which was 1.9x the CPU of bare driver code. So a connection whose transaction has ended stays *kept* by
+  the classes, for at most `KEEP_SECONDS`, and the next borrow on this engine takes it directly (newest first,
+  still checked for a closed connection); a kept connection not reused in time goes back to the pool, and
+  ``engine.dispose()`` closes the kept ones. The cost: for that moment the pool counts the connection checked
+  out, so another user of the same engine may wait up to `KEEP_SECONDS` longer when the pool is exhausted.
+
 The two private SQLAlchemy names this needs (``QueuePool._max_overflow``, ``_ConnectionFairy._close_special``)
 are used only in this module; ``tests/stores/test_course_session.py`` fails when a SQLAlchemy upgrade changes them.
 """
@@ -26,12 +34,13 @@ are used only in this module; ``tests/stores/test_course_session.py`` fails when
 from __future__ import annotations
 
 import asyncio
+import time
 import weakref
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
+from sqlalchemy import event
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import PoolProxiedConnection, QueuePool
@@ -45,11 +54,109 @@ T = TypeVar("T")
 # that end idle connections close them, which the checkout sees without a round trip.
 PING_AFTER_IDLE_SECONDS = 30.0
 
-# One FIFO gate per engine and event loop (a semaphore belongs to one loop; an engine disposed on one loop
-# may be used again on another). Weak keys: a collected engine takes its gates with it.
-_gates: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, asyncio.Semaphore]] = (
+# How long a connection stays kept (see "No pool machinery per statement" above): long enough to bridge the
+# gaps between a busy service's turns, short enough that the engine's other users barely notice.
+KEEP_SECONDS = 0.05
+
+
+class _Place:
+    """What the classes keep per engine and event loop (asyncio objects belong to one loop; an engine disposed on
+    one loop may be used again on another): the FIFO gate, and the kept connections, oldest first, each with
+    when it was kept. Only for pools that queue callers (not SQLite's)."""
+
+    def __init__(self, capacity: int) -> None:
+        self.gate = asyncio.Semaphore(max(1, capacity))
+        self.idle: list[tuple[PoolProxiedConnection, float]] = []
+        self.sweeper: asyncio.Task[None] | None = None
+
+    def take(self) -> PoolProxiedConnection | None:
+        while self.idle:
+            raw, _ = self.idle.pop()  # the newest: the warmest connection
+            if not known_closed(raw.driver_connection):
+                return raw
+            _give_back(raw, transaction_ended=True, discard=True)  # the server closed it: nothing to send
+        return None
+
+    def keep(self, raw: PoolProxiedConnection) -> None:
+        self.idle.append((raw, time.monotonic()))
+        if self.sweeper is None:
+            self.sweeper = asyncio.get_running_loop().create_task(self._sweep())
+
+    async def _sweep(self) -> None:
+        """Give back to the pool what was not reused within KEEP_SECONDS."""
+        try:
+            while self.idle:
+                await asyncio.sleep(KEEP_SECONDS)
+                cutoff = time.monotonic() - KEEP_SECONDS
+                stale = 0
+                while stale < len(self.idle) and self.idle[stale][1] <= cutoff:
+                    stale += 1
+                expired, self.idle = self.idle[:stale], self.idle[stale:]
+                for raw, _ in expired:
+                    await greenlet_spawn(_give_back, raw, transaction_ended=True, discard=False)
+        finally:
+            self.sweeper = None
+
+    def close(self) -> None:
+        """Close the kept connections (in a greenlet on their loop: closing may talk to the server)."""
+        kept, self.idle = self.idle, []
+        for raw, _ in kept:
+            _give_back(raw, transaction_ended=True, discard=True)
+        if self.sweeper is not None:
+            self.sweeper.cancel()
+
+
+_places: weakref.WeakKeyDictionary[Engine, tuple[asyncio.AbstractEventLoop, _Place | None]] = (
     weakref.WeakKeyDictionary()
 )
+
+
+def _place(engine: AsyncEngine) -> _Place | None:
+    loop = asyncio.get_running_loop()
+    entry = _places.get(engine.sync_engine)
+    if entry is not None and entry[0] is loop:
+        return entry[1]
+    if entry is None:
+        event.listen(engine.sync_engine, "engine_disposed", _close_kept)
+    elif entry[1] is not None:
+        entry[1].idle.clear()  # connections of a loop that is gone: nothing can close them properly now
+    capacity = pool_capacity(engine)
+    place = None if capacity is None else _Place(capacity)
+    _places[engine.sync_engine] = (loop, place)
+    return place
+
+
+def kept(engine: AsyncEngine) -> int:
+    """How many of *engine*'s checked-out connections are kept here on the running loop (not lost: a check that
+    nothing was left checked out subtracts them)."""
+    entry = _places.get(engine.sync_engine)
+    return len(entry[1].idle) if entry is not None and entry[1] is not None else 0
+
+
+def _close_kept(sync_engine: Engine) -> None:
+    """``engine.dispose()`` closes the pool's checked-in connections; the kept ones close with them (otherwise they
+    would outlive the pool, open, until garbage collection). Runs in dispose()'s greenlet."""
+    entry = _places.pop(sync_engine, None)
+    if entry is None or entry[1] is None:
+        return
+    try:
+        running = asyncio.get_running_loop()
+    except RuntimeError:
+        running = None
+    if running is entry[0]:
+        entry[1].close()
+
+
+def _transaction_open(driver: Any) -> bool:
+    """Whether the driver connection is inside a transaction, from what the client knows (no round trip)."""
+    in_transaction = getattr(driver, "is_in_transaction", None)  # asyncpg
+    if callable(in_transaction):
+        return bool(in_transaction())
+    status = getattr(driver, "get_transaction_status", None)  # aiomysql: the server's last status flags
+    if callable(status):
+        return bool(status())
+    return True  # unknown: let the pool reset it
+
 
 
 async def settle(awaitable: Awaitable[T]) -> T:
@@ -97,13 +204,6 @@ def loop_local(registry: weakref.WeakKeyDictionary[Engine, tuple[asyncio.Abstrac
     return entry[1]
 
 
-def _gate(engine: AsyncEngine) -> asyncio.Semaphore | None:
-    capacity = pool_capacity(engine)
-    if capacity is None:
-        return None
-    return loop_local(_gates, engine, lambda: asyncio.Semaphore(max(1, capacity)))
-
-
 def dropped(error: BaseException, borrowed: Borrowed | None) -> bool:
     """Whether *error* was the connection dying under the statement (the driver now reports it closed), as
     opposed to the statement failing on a live connection."""
@@ -130,34 +230,58 @@ class Borrowed:
     used_before: bool = True  # False: opened by this checkout (a failure on it is not a stale connection)
 
 
-@asynccontextmanager
-async def borrow(engine: AsyncEngine) -> AsyncIterator[Borrowed]:
-    """A pooled connection's driver object, taken in arrival order and always given back."""
-    gate = _gate(engine)
-    if gate is not None:
-        await gate.acquire()
-    try:
-        # The pool's own checkout (its liveness check included), without the Connection objects the SQL layer
-        # builds.
-        with idle_threshold(PING_AFTER_IDLE_SECONDS):
-            raw = await engine.raw_connection()
-        borrowed = Borrowed(raw.driver_connection, used_before=RETURNED_AT in raw.info)
-        discard = False
+class borrow:  # noqa: N801 - used like a function: ``async with borrow(engine) as connection``
+    """A pooled connection's driver object, taken in arrival order and always given back.
+
+    A class rather than an ``@asynccontextmanager`` generator: it runs twice per turn, and the generator's
+    machinery was a measurable part of the turn's CPU.
+    """
+
+    __slots__ = ("engine", "place", "raw", "borrowed")
+
+    def __init__(self, engine: AsyncEngine) -> None:
+        self.engine = engine
+
+    async def __aenter__(self) -> Borrowed:
+        place = self.place = _place(self.engine)
+        if place is not None:
+            await place.gate.acquire()
         try:
-            yield borrowed
-        except asyncio.CancelledError:
-            discard = True  # interrupted mid-statement: its state is unknown
+            raw = place.take() if place is not None else None
+            if raw is None:
+                # The pool's own checkout (its liveness check included), without the Connection objects the SQL
+                # layer builds.
+                with idle_threshold(PING_AFTER_IDLE_SECONDS):
+                    raw = await self.engine.raw_connection()
+                self.borrowed = Borrowed(raw.driver_connection, used_before=RETURNED_AT in raw.info)
+            else:
+                self.borrowed = Borrowed(raw.driver_connection)
+        except BaseException:
+            if place is not None:
+                place.gate.release()
             raise
-        except Exception as error:
-            discard = dropped(error, borrowed)  # a dead connection goes, not back to the pool
-            raise
+        self.raw = raw
+        return self.borrowed
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None, _: Any) -> None:
+        place, borrowed = self.place, self.borrowed
+        try:
+            if kind is not None and issubclass(kind, asyncio.CancelledError):
+                discard = True  # interrupted mid-statement: its state is unknown
+            else:  # a dead connection goes, not back to the pool
+                discard = isinstance(error, Exception) and dropped(error, borrowed)
+            if place is not None and not discard and (borrowed.transaction_ended
+                                                      or not _transaction_open(borrowed.driver)):
+                place.keep(self.raw)
+            else:
+                # Not wrapped in settle() (a task per call costs ~5% of a turn): returning never waits on the
+                # server here (no reset to send), so a cancellation cannot land in the middle of it.
+                await greenlet_spawn(_give_back, self.raw, transaction_ended=borrowed.transaction_ended,
+                                     discard=discard)
         finally:
-            # Not wrapped in settle() (a task per call costs ~5% of a turn): returning never waits on the server
-            # here (no reset to send), so a cancellation cannot land in the middle of it.
-            await greenlet_spawn(_give_back, raw, transaction_ended=borrowed.transaction_ended, discard=discard)
-    finally:
-        if gate is not None:
-            gate.release()
+            if place is not None:
+                place.gate.release()
+
 
 
 READ_ATTEMPTS = 3
