@@ -31,6 +31,8 @@ ONE_IDEA = {
     "servers/patroni.py": "a throwaway Patroni cluster: etcd and three PostgreSQL nodes, started, failed over, removed",
     "12_failover/postgres_drills.py": "conversations writing through a primary's death, and the history check after",
     "08_session_admin/transfer.py": "moving a conversation in and out as JSON lines: export and its import",
+    "stores/course_session/_pool.py": "borrowing a driver connection from the engine's pool: in arrival order, kept "
+                                      "for a moment between turns, always given back",
 }
 
 
