@@ -49,6 +49,7 @@ from .postgres_drills import (
     prepare,
     store_turn_once,
 )
+from .replica_reads import as_replicated, under_remote_apply
 
 
 def the_cluster(cluster: PatroniCluster | None, url: str) -> None:
@@ -149,6 +150,22 @@ async def costs(cluster: PatroniCluster, reports: list[DrillReport]) -> None:
     note("turn: median of 100 turns per setting, the settings taking turns; down: the crash -> the first turn.")
 
 
+async def replica_reads(cluster: PatroniCluster) -> None:
+    step("7b. Reading a session from a replica: the stale read right after a turn, and the ways out")
+    applied = await under_remote_apply(cluster)  # first: step 7 left Patroni's synchronous mode on
+    plain = await as_replicated(cluster)  # then asynchronous replication, PostgreSQL's default
+    note(f"{plain.rounds} times per way: a turn written through the primary (SQLAlchemySession), then the session "
+         f"read at once; replica: {plain.replica}")
+    for way, result in plain.ways.items():
+        note(f"  {way:<26}: {result.stale:>3} stale reads of {plain.rounds}, {result.median_ms:.1f} ms per read")
+    note("A replica replays a commit a moment after the primary acknowledged it: a read there can miss the turn.")
+    note("The wait asks the primary its WAL position after the commit, then polls the replica until it replayed it.")
+    note("synchronous_commit=remote_apply: a commit returns once the synchronous standby applied it (cost: step 7).")
+    other = applied.ways.get("other replica")  # none while step 6's old primary is down
+    note(f"  read at once from that standby ({applied.replica}): {applied.ways['replica'].stale} stale of "
+         f"{applied.rounds}" + (f"; from the other replica, which no commit waits for: {other.stale}" if other else ""))
+
+
 async def main(args: argparse.Namespace) -> None:
     load_env()
     own_url = os.environ.get("FAILOVER_POSTGRES_URL", "").strip() or None
@@ -188,6 +205,7 @@ async def postgres_part(agent: Agent, own_url: str | None, conversations: int) -
                    await remote_apply(cluster, conversations)]
         reports.append(await lost_answers(cluster, conversations))
         await costs(cluster, reports)
+        await replica_reads(cluster)
 
 
 def galera_cluster(cluster: GaleraCluster) -> None:
