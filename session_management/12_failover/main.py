@@ -162,8 +162,10 @@ async def replica_reads(cluster: PatroniCluster) -> None:
     note("The wait asks the primary its WAL position after the commit, then polls the replica until it replayed it.")
     note("synchronous_commit=remote_apply: a commit returns once the synchronous standby applied it (cost: step 7).")
     other = applied.ways.get("other replica")  # none while step 6's old primary is down
-    note(f"  read at once from that standby ({applied.replica}): {applied.ways['replica'].stale} stale of "
-         f"{applied.rounds}" + (f"; from the other replica, which no commit waits for: {other.stale}" if other else ""))
+    standby = applied.ways["replica"]
+    note(f"  read at once from that standby ({applied.replica}): {standby.stale} stale of {applied.rounds}, "
+         f"{standby.median_ms:.1f} ms per read"
+         + (f"; from the other replica, which no commit waits for: {other.stale}" if other else ""))
 
 
 async def main(args: argparse.Namespace) -> None:
