@@ -22,10 +22,11 @@ Three things the classes need and SQLAlchemy's public API does not quite give, k
 * **No pool machinery per statement.** A checkout and a check-in through SQLAlchemy's pool cost about 30 µs
   of client CPU each way (its connection wrappers, events, and a greenlet hop to the event loop); a turn makes
   two, which was 1.9x the CPU of bare driver code. So a connection whose transaction has ended stays *kept* by
-  the classes, for at most `KEEP_SECONDS`, and the next borrow on this engine takes it directly (newest first,
-  still checked for a closed connection); a kept connection not reused in time goes back to the pool, and
-  ``engine.dispose()`` closes the kept ones. The cost: for that moment the pool counts the connection checked
-  out, so another user of the same engine may wait up to `KEEP_SECONDS` longer when the pool is exhausted.
+  the classes, and the next borrow on this engine takes it directly (newest first, still checked for a closed
+  connection). It is kept only when one of our callers waits for it or the pool could still lend another, so
+  it is kept from nobody; the sweeper gives back what was not reused within `KEEP_SECONDS`, and
+  ``engine.dispose()`` closes the kept ones. What it costs: a user of the same engine who finds the pool
+  exhausted while connections are kept (others took the spare ones meanwhile) waits up to `KEEP_SECONDS` longer.
 
 The two private SQLAlchemy names this needs (``QueuePool._max_overflow``, ``_ConnectionFairy._close_special``)
 are used only in this module; ``tests/stores/test_course_session.py`` fails when a SQLAlchemy upgrade changes them.
@@ -54,9 +55,10 @@ T = TypeVar("T")
 # that end idle connections close them, which the checkout sees without a round trip.
 PING_AFTER_IDLE_SECONDS = 30.0
 
-# How long a connection stays kept (see "No pool machinery per statement" above): long enough to bridge the
-# gaps between a busy service's turns, short enough that the engine's other users barely notice.
-KEEP_SECONDS = 0.05
+# How long a kept connection waits to be reused (see "No pool machinery per statement" above): long enough that
+# a service at a chat's pace finds one, and the sweeper wakes the event loop at most once per KEEP_SECONDS (each
+# wake-up of an idle process costs more CPU than the pool's machinery saves).
+KEEP_SECONDS = 1.0
 
 
 class _Place:
@@ -64,8 +66,11 @@ class _Place:
     one loop may be used again on another): the FIFO gate, and the kept connections, oldest first, each with
     when it was kept. Only for pools that queue callers (not SQLite's)."""
 
-    def __init__(self, capacity: int) -> None:
-        self.gate = asyncio.Semaphore(max(1, capacity))
+    def __init__(self, engine: Engine, capacity: int) -> None:
+        self.pool = engine.pool
+        self.capacity = max(1, capacity)
+        self.gate = asyncio.Semaphore(self.capacity)
+        self.waiting = 0  # callers waiting at the gate
         self.idle: list[tuple[PoolProxiedConnection, float]] = []
         self.sweeper: asyncio.Task[None] | None = None
 
@@ -76,6 +81,11 @@ class _Place:
                 return raw
             _give_back(raw, transaction_ended=True, discard=True)  # the server closed it: nothing to send
         return None
+
+    def worth_keeping(self) -> bool:
+        """Keep a connection only when that keeps it from nobody: one of our callers waits and takes it next, or
+        the pool can still lend another (a kept connection counts as lent)."""
+        return self.waiting > 0 or self.pool.checkedout() < self.capacity  # type: ignore[attr-defined]
 
     def keep(self, raw: PoolProxiedConnection) -> None:
         self.idle.append((raw, time.monotonic()))
@@ -121,7 +131,7 @@ def _place(engine: AsyncEngine) -> _Place | None:
     elif entry[1] is not None:
         entry[1].idle.clear()  # connections of a loop that is gone: nothing can close them properly now
     capacity = pool_capacity(engine)
-    place = None if capacity is None else _Place(capacity)
+    place = None if capacity is None else _Place(engine.sync_engine, capacity)
     _places[engine.sync_engine] = (loop, place)
     return place
 
@@ -245,7 +255,14 @@ class borrow:  # noqa: N801 - used like a function: ``async with borrow(engine) 
     async def __aenter__(self) -> Borrowed:
         place = self.place = _place(self.engine)
         if place is not None:
-            await place.gate.acquire()
+            if place.gate.locked():
+                place.waiting += 1
+                try:
+                    await place.gate.acquire()
+                finally:
+                    place.waiting -= 1
+            else:
+                await place.gate.acquire()
         try:
             raw = place.take() if place is not None else None
             if raw is None:
@@ -271,7 +288,8 @@ class borrow:  # noqa: N801 - used like a function: ``async with borrow(engine) 
             else:  # a dead connection goes, not back to the pool
                 discard = isinstance(error, Exception) and dropped(error, borrowed)
             if place is not None and not discard and (borrowed.transaction_ended
-                                                      or not _transaction_open(borrowed.driver)):
+                                                      or not _transaction_open(borrowed.driver)) \
+                    and place.worth_keeping():
                 place.keep(self.raw)
             else:
                 # Not wrapped in settle() (a task per call costs ~5% of a turn): returning never waits on the
