@@ -14,6 +14,7 @@ part starts three MariaDB nodes the same way (`galera-4`, `rsync`).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import os
 import uuid
 from contextlib import nullcontext
@@ -45,6 +46,7 @@ from .postgres_drills import (
     DrillReport,
     commit_costs,
     engine_for,
+    freeze_drill,
     patroni_drill,
     prepare,
     store_turn_once,
@@ -87,10 +89,14 @@ async def one_turn(agent: Agent, engine: AsyncEngine) -> None:
     note(f"the SDK's session reads {len(await session.get_items())} items: the question and the reply, once.")
 
 
+STORE_LABELS = {"sdk": "SDK's add_items, retried", "course": "CourseSession, retried",
+                "keyed": "store_turn_once, retried"}
+
+
 def show(report: DrillReport) -> None:
     note(f"the kill -9 -> a new primary {report.failover_seconds:.1f} s -> the first acknowledged turn "
          f"{report.first_turn_seconds:.1f} s after the crash")
-    for store, label in (("sdk", "SDK's add_items, retried"), ("keyed", "store_turn_once, retried")):
+    for store, label in STORE_LABELS.items():
         check = report.checks[store]
         note(f"  {label:<26}: {check.acknowledged:>4} acknowledged, {check.lost:>3} lost, "
              f"{check.duplicated} duplicated, {check.out_of_order} out of order")
@@ -208,6 +214,37 @@ async def postgres_part(agent: Agent, own_url: str | None, conversations: int) -
         reports.append(await lost_answers(cluster, conversations))
         await costs(cluster, reports)
         await replica_reads(cluster)
+        await frozen_primary(cluster, conversations)
+
+
+FREEZES = (("asynchronous", False, 30), ("synchronous", False, 30), ("synchronous", False, 5),
+           ("synchronous", True, 5))  # replication, one_host_at_a_time, command timeout (s)
+
+
+async def frozen_primary(cluster: PatroniCluster, conversations: int) -> None:
+    step("7c. The primary frozen 15 s (SIGSTOP, past the ttl), then woken (SIGCONT): it must not take writes")
+    for node in (node for node in cluster.nodes if node.process is None):  # step 6's: three nodes again
+        await asyncio.to_thread(cluster.rejoin, node)
+    note("The URL lists the frozen primary first. Writers whose command timeout (30 s) outlasts the freeze wait")
+    note("on it, and what they sent runs when it wakes; with 5 s they give up and reconnect.")
+    note(f"{'replication, connect, timeout':<30}{'acked':>6}{'lost (sdk/course/keyed)':>24}{'new primary':>12}"
+         f"{'1st turn there':>15}{'woken took':>11}{'TimeoutError':>13}{'key back':>9}")
+    for mode, per_host, command_timeout in FREEZES:
+        report = await freeze_drill(cluster, mode, command_timeout=command_timeout, per_host=per_host,
+                                    conversations=conversations)
+        checks, first = report.checks, report.first_elsewhere_seconds
+        lost = "/".join(str(checks[store].lost) for store in STORE_LABELS)
+        run = f"{mode.removesuffix('hronous')}, {'one_host_at_a_time' if per_host else 'asyncpg'}, {command_timeout} s"
+        note(f"{run:<30}"
+             f"{sum(c.acknowledged for c in checks.values()):>6}{lost:>24}{report.failover_seconds:>10.1f} s"
+             f"{'-' if first is None else f'{first:.1f} s':>15}{report.old_primary_turns:>11}"
+             f"{report.errors['TimeoutError']:>13}{'yes' if report.leader_taken_back else 'no':>9}")
+    note("Times from the freeze; SIGCONT at 15 s. woken took: turns the old primary acknowledged after SIGCONT.")
+    note("key back no: Patroni demoted the woken primary; asynchronous, what it acknowledged first is lost;")
+    note("synchronous, its commits waited for a standby that follows the new primary, and failed. key back yes:")
+    note("it took the leader key back (Patroni 3.0.2's bug): what the NEW primary acknowledged is lost, sync or not.")
+    note("TimeoutError: asyncpg's connect timeout covers all the hosts, and the frozen one used it up;")
+    note("one_host_at_a_time gives each host its own 2 s, and reaches the new primary before SIGCONT.")
 
 
 def galera_cluster(cluster: GaleraCluster) -> None:
