@@ -237,7 +237,9 @@ def one_host_at_a_time(url: str, timeout: float, **connect_args: Any) -> Callabl
     async def connect() -> Any:
         error: BaseException | None = None
         for host in hosts or (f"{parsed.host}:{parsed.port or 5432}",):
-            name, _, port = host.rpartition(":")
+            name, colon, port = host.rpartition(":")
+            if not colon:  # host=db1 without a port
+                name, port = host, str(parsed.port or 5432)
             try:
                 return await asyncpg.connect(host=name, port=int(port), user=parsed.username,
                                              password=parsed.password, database=parsed.database,

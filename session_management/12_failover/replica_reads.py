@@ -1,4 +1,4 @@
-"""Reading a session's history from a PostgreSQL replica (lesson 12, step 7b): the stale read right after a
+"""Reading a session's history from a PostgreSQL replica (lesson 12, step 8): the stale read right after a
 turn, and the ways out.
 
 A replica applies (*replays*) the primary's WAL a moment after the primary acknowledged the commit: under

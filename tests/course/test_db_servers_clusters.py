@@ -22,25 +22,11 @@ import pytest
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import create_async_engine
 
-from session_management.common import CourseError
-from session_management.servers.galera import binaries as galera_binaries
-from session_management.servers.patroni import binaries as patroni_binaries
-from tests.support.backends import require_all_backends
+from tests.support.clusters import require_cluster
 from tests.support.lessons import REPO_ROOT
 
 SCRIPT = REPO_ROOT / "scripts" / "db-servers.sh"
 VARIABLES = {"patroni": "FAILOVER_POSTGRES_URL", "galera": "GALERA_URL"}
-
-
-def require(kind: str) -> None:
-    """Skip (fail under REQUIRE_ALL_BACKENDS=1) when the cluster's packages are not installed."""
-    try:
-        patroni_binaries() if kind == "patroni" else galera_binaries()
-    except CourseError as error:
-        message = f"{kind} cluster unavailable: {error.problem}"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
 
 
 @pytest.fixture
@@ -88,7 +74,7 @@ async def write_and_read(url: str) -> list[str]:
 
 @pytest.mark.parametrize("kind", ["patroni", "galera"])
 def test_the_script_starts_a_cluster_that_takes_writes_and_stops_all_of_it(kind: str, servers_dir: Path) -> None:
-    require(kind)
+    require_cluster(kind)
     started = script(servers_dir, "start", kind)
     root, processes = servers_dir / kind, []
     try:

@@ -24,9 +24,7 @@ import asyncio
 import importlib
 import os
 import socket
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 from agents.extensions.memory import SQLAlchemySession
@@ -34,12 +32,11 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from session_management.common import CourseError
 from session_management.servers.galera import GaleraCluster
-from session_management.servers.galera import binaries as galera_binaries
-from session_management.servers.patroni import PatroniCluster, binaries
+from session_management.servers.patroni import PatroniCluster
 from tests.support import lessons
-from tests.support.backends import require_all_backends, server_url
+from tests.support.backends import server_url
+from tests.support.clusters import require_cluster, throwaway_dirs
 from tests.support.lessons import RunHere
 
 LESSON = "session_management.12_failover.main"
@@ -52,26 +49,11 @@ QuorumReport, SharedSession = galera_drills.QuorumReport, galera_drills.SharedSe
 lose_quorum, two_writers = galera_drills.lose_quorum, galera_drills.two_writers
 
 
-def require_patroni() -> None:
-    """Skip (fail under REQUIRE_ALL_BACKENDS=1) when patroni, etcd or PostgreSQL's server is not installed."""
-    try:
-        binaries()
-    except CourseError as error:
-        message = f"patroni cluster unavailable: {error.problem}"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
-
-
-def throwaway_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("course-patroni-*")}
-
-
 @pytest.fixture(scope="module")
 def patroni() -> Iterator[PatroniCluster]:
     """One cluster for the module's drills; the freeze drills first (the cluster heals after them), then the
     kill -9 drills (two nodes gone)."""
-    require_patroni()
+    require_cluster("patroni")
     before = throwaway_dirs()
     with PatroniCluster() as cluster:
         yield cluster
@@ -169,21 +151,11 @@ async def test_a_retried_turn_is_stored_once(engine: AsyncEngine) -> None:
     assert await store_turn_once(engine, "other", "turn-1", first) is True  # keys are per conversation
 
 
-def require_galera() -> None:
-    try:
-        galera_binaries()
-    except CourseError as error:
-        message = f"galera cluster unavailable: {error.problem}"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
-
-
 def test_galera_two_writers_on_two_nodes_and_a_lost_quorum_lose_nothing() -> None:
     """About 25 s: three nodes; two writers on one session through two nodes; two nodes killed, one after the
     other, and the last one bootstrapped by hand. Every acknowledged turn must be there, once, in order."""
-    require_galera()
-    before = {p.name for p in Path(tempfile.gettempdir()).glob("course-galera-*")}
+    require_cluster("galera")
+    before = throwaway_dirs("galera")
 
     async def drills() -> tuple[SharedSession, QuorumReport]:
         with GaleraCluster() as cluster:
@@ -198,7 +170,7 @@ def test_galera_two_writers_on_two_nodes_and_a_lost_quorum_lose_nothing() -> Non
     assert any(name.endswith(" 1047") for name in quorum.refused), quorum.refused  # "not prepared" refusals
     assert quorum.check.acknowledged > 0
     assert (quorum.check.lost, quorum.check.duplicated, quorum.check.out_of_order) == (0, 0, 0), quorum.check
-    assert {p.name for p in Path(tempfile.gettempdir()).glob("course-galera-*")} == before
+    assert throwaway_dirs("galera") == before
 
 
 def test_without_patroni_one_line_and_exit_2(lesson_env: dict[str, str], run_here: RunHere) -> None:

@@ -1,4 +1,4 @@
-"""Lesson 12, step 7b: a session's history read from a PostgreSQL replica right after a turn (issue 26).
+"""Lesson 12, step 8: a session's history read from a PostgreSQL replica right after a turn (issue 26).
 
 One throwaway Patroni cluster for the module (about 30 s in all):
 
@@ -17,15 +17,12 @@ from __future__ import annotations
 
 import asyncio
 import importlib
-import tempfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import pytest
 
-from session_management.common import CourseError
-from session_management.servers.patroni import PatroniCluster, binaries
-from tests.support.backends import require_all_backends
+from session_management.servers.patroni import PatroniCluster
+from tests.support.clusters import require_cluster, throwaway_dirs
 
 replica_reads_module = importlib.import_module("session_management.12_failover.replica_reads")
 replica_reads, synchronous_standby = replica_reads_module.replica_reads, replica_reads_module.synchronous_standby
@@ -33,24 +30,9 @@ WAYS = replica_reads_module.WAYS
 WAIT = "replica, wait for the LSN"
 
 
-def require_patroni() -> None:
-    """Skip (fail under REQUIRE_ALL_BACKENDS=1) when patroni, etcd or PostgreSQL's server is not installed."""
-    try:
-        binaries()
-    except CourseError as error:
-        message = f"patroni cluster unavailable: {error.problem}"
-        if require_all_backends():
-            pytest.fail(f"{message} (REQUIRE_ALL_BACKENDS=1)", pytrace=False)
-        pytest.skip(message)
-
-
-def throwaway_dirs() -> set[str]:
-    return {p.name for p in Path(tempfile.gettempdir()).glob("course-patroni-*")}
-
-
 @pytest.fixture(scope="module")
 def cluster() -> Iterator[PatroniCluster]:
-    require_patroni()
+    require_cluster("patroni")
     before = throwaway_dirs()
     with PatroniCluster() as started:
         yield started
