@@ -32,7 +32,7 @@ from typing import Any
 
 import asyncpg
 from agents.extensions.memory import SQLAlchemySession
-from sqlalchemy import Column, MetaData, String, Table, event, insert, update
+from sqlalchemy import Column, MetaData, String, Table, event, insert, select, update
 from sqlalchemy import text as sql_text
 from sqlalchemy.engine import make_url
 from sqlalchemy.exc import IntegrityError
@@ -70,6 +70,9 @@ async def prepare(engine: AsyncEngine) -> None:
 async def store_turn_once(engine: AsyncEngine, session_id: str, key: str, items: list[dict[str, Any]]) -> bool:
     """Store *items* in the SDK's tables, and *key* with them, in ONE transaction. False: already stored.
 
+    turn_keys is a table of (session_id, turn_key) pairs; sdk_sessions and sdk_messages are the SDK's own tables
+    (SQLAlchemySession reads what this writes).
+
     If the commit's answer is lost (the server died after committing, or before: the caller cannot tell),
     the caller sends the same turn with the same key again. Either the first commit survived, and the key's
     primary key refuses the second one (nothing is stored twice), or it did not, and this one stores it.
@@ -87,10 +90,14 @@ async def store_turn_once(engine: AsyncEngine, session_id: str, key: str, items:
             await connection.execute(insert(sdk_messages), [
                 {"session_id": session_id, "message_data": json.dumps(item, separators=(",", ":"))}
                 for item in items])
-    except IntegrityError as error:
-        if "failover_turn_keys" in str(error) or "PRIMARY" in str(error):
+    except IntegrityError:
+        # Which constraint failed is in the error's text, worded differently by every database: ask instead.
+        async with engine.connect() as connection:
+            stored = (await connection.execute(select(turn_keys.c.turn_key).where(
+                turn_keys.c.session_id == session_id, turn_keys.c.turn_key == key))).first()
+        if stored is not None:
             return False  # the key is there: this turn was stored by an earlier attempt
-        raise
+        raise  # another constraint (two first turns racing to create the session): retry the turn
     return True
 
 
@@ -237,9 +244,7 @@ def one_host_at_a_time(url: str, timeout: float, **connect_args: Any) -> Callabl
     async def connect() -> Any:
         error: BaseException | None = None
         for host in hosts or (f"{parsed.host}:{parsed.port or 5432}",):
-            name, colon, port = host.rpartition(":")
-            if not colon:  # host=db1 without a port
-                name, port = host, str(parsed.port or 5432)
+            name, _, port = host.rpartition(":")  # SQLAlchemy requires a port on every host of such a URL
             try:
                 return await asyncpg.connect(host=name, port=int(port), user=parsed.username,
                                              password=parsed.password, database=parsed.database,

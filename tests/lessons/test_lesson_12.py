@@ -151,6 +151,20 @@ async def test_a_retried_turn_is_stored_once(engine: AsyncEngine) -> None:
     assert await store_turn_once(engine, "other", "turn-1", first) is True  # keys are per conversation
 
 
+async def test_a_first_turn_that_loses_a_race_is_never_reported_stored(engine: AsyncEngine) -> None:
+    """Two first turns race to create one new session, with different keys: each is stored (True) or raises (the
+    caller retries it); False ("stored by an earlier attempt") would drop a turn nobody stored."""
+    await prepare(engine)
+    for attempt in range(5):
+        session_id = f"race-{attempt}"
+        results = await asyncio.gather(*(store_turn_once(engine, session_id, f"turn-{n}",
+                                                         [{"role": "user", "content": f"turn {n}"}])
+                                         for n in range(2)), return_exceptions=True)
+        assert False not in results, results
+        stored = await SQLAlchemySession(session_id, engine=engine).get_items()
+        assert len(stored) == results.count(True), (results, stored)
+
+
 def test_galera_two_writers_on_two_nodes_and_a_lost_quorum_lose_nothing() -> None:
     """About 25 s: three nodes; two writers on one session through two nodes; two nodes killed, one after the
     other, and the last one bootstrapped by hand. Every acknowledged turn must be there, once, in order."""
