@@ -180,6 +180,40 @@ async def test_a_connection_is_not_kept_from_someone_waiting_on_the_pool(engine:
 
 
 @pytest.mark.parametrize("backend", ["postgres", "mysql"])
+async def test_a_kept_connection_the_server_closed_is_replaced(engine: AsyncEngine) -> None:
+    """The server ends a kept connection (a restart, an idle timeout): the next borrow sees it closed, without a
+    round trip, discards it and takes a new one, with no error."""
+    killer = create_engine(str(engine.url.render_as_string(hide_password=False)), pool_size=1, max_overflow=0)
+    try:
+        postgres = engine.dialect.name == "postgresql"
+        async with borrow(engine) as connection:
+            if postgres:
+                backend = await connection.driver.fetchval("SELECT pg_backend_pid()")
+            else:
+                async with connection.driver.cursor() as cursor:
+                    await cursor.execute("SELECT CONNECTION_ID(); COMMIT")
+                    backend = (await cursor.fetchone())[0]
+                    while await cursor.nextset():
+                        pass
+            connection.transaction_ended = True
+            driver = connection.driver
+        assert kept(engine) == 1
+        async with killer.connect() as other:
+            await other.execute(text(f"SELECT pg_terminate_backend({backend})" if postgres else f"KILL {backend}"))
+        for _ in range(50):  # the server's goodbye reaches the client's event loop
+            if known_closed(driver):
+                break
+            await asyncio.sleep(0.02)
+        assert known_closed(driver)
+        async with borrow(engine) as connection:
+            assert connection.driver is not driver
+            connection.transaction_ended = True
+        assert kept(engine) == 1  # the new one; the dead one is gone
+    finally:
+        await killer.dispose()
+
+
+@pytest.mark.parametrize("backend", ["postgres", "mysql"])
 async def test_dispose_closes_the_kept_connections(engine: AsyncEngine) -> None:
     async with borrow(engine) as connection:
         connection.transaction_ended = True

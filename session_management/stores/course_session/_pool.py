@@ -126,9 +126,9 @@ def _place(engine: AsyncEngine) -> _Place | None:
     entry = _places.get(engine.sync_engine)
     if entry is not None and entry[0] is loop:
         return entry[1]
-    if entry is None:
+    if not event.contains(engine.sync_engine, "engine_disposed", _close_kept):  # again after a dispose()
         event.listen(engine.sync_engine, "engine_disposed", _close_kept)
-    elif entry[1] is not None:
+    if entry is not None and entry[1] is not None:
         entry[1].idle.clear()  # connections of a loop that is gone: nothing can close them properly now
     capacity = pool_capacity(engine)
     place = None if capacity is None else _Place(engine.sync_engine, capacity)
